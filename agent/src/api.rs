@@ -1,0 +1,166 @@
+//! The agent's HTTP API: an axum router behind the mTLS accept loop of [`crate::server`].
+//!
+//! Every request must carry [`lab_api::PROTOCOL_HEADER`] equal to
+//! [`lab_api::PROTOCOL_VERSION`]; anything else is refused with `409 Conflict` before routing,
+//! so a stale agent or a stale `lab` says so instead of half-working. Every non-2xx answer has
+//! an [`ApiError`] JSON body, unknown paths and wrong methods included.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use lab_api::{paths, ApiError, Health, PROTOCOL_HEADER, PROTOCOL_VERSION};
+use tokio::sync::watch;
+
+use crate::host::{BootClock, HostFacts};
+use crate::sampler::Sample;
+
+/// What handlers share: fixed facts, clocks and the sampler's latest values.
+#[derive(Clone)]
+pub struct AppState {
+    board: Arc<str>,
+    facts: Arc<HostFacts>,
+    boot: BootClock,
+    started: Instant,
+    samples: watch::Receiver<Sample>,
+}
+
+impl AppState {
+    /// State for board `board`, reading the host facts now; `started` is when the agent
+    /// process started.
+    pub fn new(board: &str, started: Instant, samples: watch::Receiver<Sample>) -> Self {
+        AppState {
+            board: board.into(),
+            facts: Arc::new(HostFacts::read()),
+            boot: BootClock::measure(),
+            started,
+            samples,
+        }
+    }
+
+    fn health(&self) -> Health {
+        let sample = *self.samples.borrow();
+        Health {
+            protocol_version: PROTOCOL_VERSION,
+            agent_version: crate::VERSION.to_string(),
+            board: self.board.to_string(),
+            hostname: self.facts.hostname.clone(),
+            arch: self.facts.arch.to_string(),
+            os: self.facts.os.clone(),
+            kernel: self.facts.kernel.clone(),
+            uptime_secs: self.boot.uptime_secs(),
+            agent_uptime_secs: self.started.elapsed().as_secs(),
+            cpu_percent: sample.cpu_percent,
+            cpu_count: sample.cpu_count,
+            mem_used_bytes: sample.mem_used_bytes,
+            mem_total_bytes: sample.mem_total_bytes,
+        }
+    }
+}
+
+/// The API router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(paths::HEALTH, get(health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(require_protocol))
+        .with_state(state)
+}
+
+async fn health(State(state): State<AppState>) -> Json<Health> {
+    Json(state.health())
+}
+
+async fn not_found(request: Request) -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        format!("no such endpoint: {}", request.uri().path()),
+    )
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "method {} not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+async fn require_protocol(request: Request, next: Next) -> Response {
+    match check_protocol(request.headers().get(PROTOCOL_HEADER)) {
+        Ok(()) => next.run(request).await,
+        Err(message) => {
+            log::info!("refused {} {}: {message}", request.method(), request.uri());
+            error_response(StatusCode::CONFLICT, message)
+        }
+    }
+}
+
+/// Checks the caller's protocol header; the error is the message sent back.
+pub fn check_protocol(header: Option<&HeaderValue>) -> Result<(), String> {
+    let said = match header.map(|value| value.to_str().map(str::trim)) {
+        None => "none".to_string(),
+        Some(Err(_)) => "an unreadable value".to_string(),
+        Some(Ok(value)) if value == PROTOCOL_VERSION.to_string() => return Ok(()),
+        Some(Ok(value)) => format!("{value:?}"),
+    };
+    Err(format!(
+        "protocol mismatch: agent speaks {PROTOCOL_VERSION}, request says {said} \
+         (header {PROTOCOL_HEADER}); redeploy with `lab bootstrap`"
+    ))
+}
+
+/// A non-2xx answer with an [`ApiError`] body.
+pub fn error_response(status: StatusCode, message: String) -> Response {
+    (status, Json(ApiError { error: message })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matching_version_passes() {
+        let value = HeaderValue::from_str(&PROTOCOL_VERSION.to_string()).expect("header");
+        assert_eq!(check_protocol(Some(&value)), Ok(()));
+    }
+
+    #[test]
+    fn mismatch_names_both_versions() {
+        let other = PROTOCOL_VERSION + 1;
+        let value = HeaderValue::from_str(&other.to_string()).expect("header");
+        let message = check_protocol(Some(&value)).expect_err("mismatch");
+        assert!(
+            message.starts_with(&format!(
+                "protocol mismatch: agent speaks {PROTOCOL_VERSION}, request says \"{other}\""
+            )),
+            "{message}"
+        );
+        assert!(
+            message.ends_with("redeploy with `lab bootstrap`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn missing_header_says_none() {
+        let message = check_protocol(None).expect_err("missing");
+        assert!(message.contains("request says none"), "{message}");
+    }
+
+    #[test]
+    fn non_utf8_header_is_refused() {
+        let value = HeaderValue::from_bytes(&[0xff, 0xfe]).expect("header");
+        let message = check_protocol(Some(&value)).expect_err("garbage");
+        assert!(message.contains("an unreadable value"), "{message}");
+    }
+}

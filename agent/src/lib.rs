@@ -1,0 +1,50 @@
+//! `lab-agent`: the node agent of `lab`, one per board (a Raspberry Pi or a virtual board).
+//!
+//! The binary (`src/main.rs`) only parses arguments, sets up logging, calls into this library
+//! and maps the result to an exit code. The wire contract (paths, [`lab_api::Health`], the
+//! protocol header, the config file) lives in the `lab-api` crate, shared with `lab`.
+//!
+//! Tour, in the order a request meets the code:
+//!
+//! - [`cli`]: the command line (`serve`, `start`, `supervise`, `stop`), its help text and the
+//!   `--version` string (`lab-agent 0.1.0 (aarch64)`, parsed by `lab` and CI).
+//! - [`cmd`]: one module per subcommand; each exposes a `run` function.
+//! - [`config`]: reads `/etc/lab/agent.toml` into [`lab_api::AgentConfig`].
+//! - [`tls`]: builds the rustls server config: the board's certificate, and client
+//!   certificates required, signed by the cluster CA, with the clientAuth usage.
+//! - [`server`]: the accept loop: TCP, TLS handshake with a timeout, HTTP/1 per connection,
+//!   graceful shutdown through a [`tokio_util::sync::CancellationToken`].
+//! - [`api`]: the axum router: the protocol-version check, `GET /v1/health`, JSON errors.
+//! - [`sampler`]: a background task sampling CPU and memory every second into shared state,
+//!   so a health request never waits for a measurement.
+//! - [`host`]: facts about the board (hostname, OS, kernel, boot age), read once.
+//! - [`procfs`]: pure parsers for the `/proc` and `/etc` files the agent reads, unit tested on
+//!   captured text.
+//! - [`pidfile`]: the detached supervisor's pid file, and whether the process it names is
+//!   really a live `lab-agent supervise` (pids get reused); the lock that keeps a second
+//!   supervisor from starting.
+//! - [`backoff`]: restart delays for the supervisor (1 s doubling to 10 s, reset after a
+//!   good run).
+//! - [`shutdown`]: SIGTERM and SIGINT cancel a token.
+//! - [`logging`]: journald under systemd, otherwise a small timestamped stderr logger.
+
+pub mod api;
+pub mod backoff;
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod host;
+pub mod logging;
+pub mod pidfile;
+pub mod procfs;
+pub mod sampler;
+pub mod server;
+pub mod shutdown;
+pub mod tls;
+
+/// Version of this agent, as reported in [`lab_api::Health::agent_version`].
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Environment variable through which the supervisor tells its `serve` child who its parent
+/// is, so the child dies with the supervisor instead of lingering as an orphan.
+pub const SUPERVISOR_PID_ENV: &str = "LAB_AGENT_SUPERVISOR_PID";

@@ -1,0 +1,76 @@
+//! `lab-agent`: parse arguments, set up logging, run the subcommand, map to an exit code.
+//! Everything else lives in the library (`src/lib.rs`).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use lab_agent::cli::{self, Command};
+use lab_agent::cmd::{serve, start, stop, supervise};
+use lab_agent::{logging, shutdown};
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = cli::parse();
+    logging::init();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("lab-agent: error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(async {
+                let token = CancellationToken::new();
+                shutdown::cancel_on_signals(token.clone())
+                    .context("cannot install signal handlers")?;
+                serve::run(&args.config, token).await?;
+                anyhow::Ok(())
+            })
+        }
+        Command::Supervise(args) => {
+            // Current-thread on purpose: see `supervise::run`.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(async {
+                let token = CancellationToken::new();
+                shutdown::cancel_on_signals(token.clone())
+                    .context("cannot install signal handlers")?;
+                let options = supervise::SuperviseOptions {
+                    config: args.config,
+                    state_dir: args.state_dir,
+                };
+                supervise::run(&options, token).await?;
+                anyhow::Ok(())
+            })
+        }
+        Command::Start(args) => {
+            let outcome = start::run(&start::StartOptions {
+                config: args.config,
+                state_dir: args.state_dir,
+                log_dir: args.log_dir,
+                restart: args.restart,
+            })?;
+            println!("{outcome}");
+            Ok(())
+        }
+        Command::Stop(args) => {
+            let outcome = stop::run(&args.state_dir)?;
+            println!("{outcome}");
+            Ok(())
+        }
+    }
+}

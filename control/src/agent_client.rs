@@ -1,0 +1,189 @@
+//! HTTPS client for the agent API, with mutual TLS: `lab` presents its client certificate and
+//! accepts only agents whose certificate the cluster CA signed for the address it dialled.
+//! Requests carry the protocol version header; answers are `lab-api` types.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use serde::de::DeserializeOwned;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::pki::ClusterPki;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentClientError {
+    #[error("bad TLS material: {0}")]
+    Tls(String),
+    #[error("{addr}: no answer within {timeout:?}")]
+    Timeout { addr: String, timeout: Duration },
+    #[error("{addr}: cannot connect")]
+    Connect {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{addr}: TLS handshake failed")]
+    Handshake {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{addr}: HTTP error")]
+    Http {
+        addr: String,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("{addr}: agent answered {status}: {message}")]
+    Status {
+        addr: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{addr}: unreadable answer")]
+    Decode {
+        addr: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// A cheap-to-clone mTLS client for every agent of one cluster.
+#[derive(Clone)]
+pub struct AgentClient {
+    connector: TlsConnector,
+    timeout: Duration,
+}
+
+impl AgentClient {
+    pub fn new(pki: &ClusterPki, timeout: Duration) -> Result<Self, AgentClientError> {
+        Self::from_pem(
+            &pki.ca_cert_pem,
+            &pki.control.cert_pem,
+            &pki.control.key_pem,
+            timeout,
+        )
+    }
+
+    pub fn from_pem(
+        ca_pem: &str,
+        cert_pem: &str,
+        key_pem: &str,
+        timeout: Duration,
+    ) -> Result<Self, AgentClientError> {
+        crate::install_crypto_provider();
+        let tls = |e: &dyn std::fmt::Display| AgentClientError::Tls(e.to_string());
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(cert.map_err(|e| tls(&e))?).map_err(|e| tls(&e))?;
+        }
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(|e| tls(&e))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| tls(&e))?;
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| tls(&e))?;
+        Ok(Self {
+            connector: TlsConnector::from(Arc::new(config)),
+            timeout,
+        })
+    }
+
+    /// `GET /v1/health` of the agent at `host` (IP or DNS name as in its certificate).
+    pub async fn health(&self, host: &str, port: u16) -> Result<lab_api::Health, AgentClientError> {
+        self.get_json(host, port, lab_api::paths::HEALTH).await
+    }
+
+    /// GET `path` and decode its JSON answer, all within the client's timeout.
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        host: &str,
+        port: u16,
+        path: &str,
+    ) -> Result<T, AgentClientError> {
+        let addr = format!("{}:{port}", bracket_v6(host));
+        match tokio::time::timeout(self.timeout, self.get(host, &addr, path)).await {
+            Ok(result) => {
+                let body = result?;
+                serde_json::from_slice(&body).map_err(|source| AgentClientError::Decode {
+                    addr: addr.clone(),
+                    source,
+                })
+            }
+            Err(_) => Err(AgentClientError::Timeout {
+                addr,
+                timeout: self.timeout,
+            }),
+        }
+    }
+
+    async fn get(&self, host: &str, addr: &str, path: &str) -> Result<Bytes, AgentClientError> {
+        let server_name = ServerName::try_from(host.to_string())
+            .map_err(|e| AgentClientError::Tls(format!("{host}: {e}")))?;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|source| AgentClientError::Connect {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let tls = self
+            .connector
+            .connect(server_name, tcp)
+            .await
+            .map_err(|source| AgentClientError::Handshake {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let http = |source| AgentClientError::Http {
+            addr: addr.to_string(),
+            source,
+        };
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(http)?;
+        let conn_task = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = hyper::Request::get(path)
+            .header(hyper::header::HOST, host)
+            .header(
+                lab_api::PROTOCOL_HEADER,
+                lab_api::PROTOCOL_VERSION.to_string(),
+            )
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| AgentClientError::Tls(e.to_string()))?;
+        let resp = sender.send_request(req).await.map_err(http)?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await.map_err(http)?.to_bytes();
+        conn_task.abort();
+        if !status.is_success() {
+            let message = serde_json::from_slice::<lab_api::ApiError>(&body)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(200).collect());
+            return Err(AgentClientError::Status {
+                addr: addr.to_string(),
+                status: status.as_u16(),
+                message,
+            });
+        }
+        Ok(body)
+    }
+}
+
+fn bracket_v6(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}

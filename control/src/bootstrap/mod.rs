@@ -1,0 +1,469 @@
+//! Converge every board to "the right agent binary, config and certificates installed, the
+//! agent running and answering over mTLS". Nothing here knows whether a board is virtual.
+//!
+//! Per board (all boards in parallel, at most `cluster.parallel` at once; one failing board
+//! never stops the others): connect over SSH and pin/verify the host key; check sudo; probe
+//! arch, OS, init and the hashes of managed files in one round trip; upload only what
+//! differs; start (or restart, if something changed) the agent as a systemd unit or a
+//! supervised process; poll its health endpoint until it answers as the right board.
+//!
+//! - [`probe`]: the one-round-trip survey of a board.
+//! - [`files`]: the files kept on every board.
+//! - [`progress`]: live per-board lines.
+
+pub mod files;
+pub mod probe;
+pub mod progress;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lab_api::board_paths;
+use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::agent_client::AgentClient;
+use crate::cluster::ClusterContext;
+use crate::inventory::Board;
+use crate::ssh::{Connection, HostKeyVerdict, RemoteCommand, SshError};
+use probe::{Init, Probe};
+use progress::Progress;
+
+/// How long a freshly started agent may take to answer its health endpoint.
+const HEALTH_DEADLINE: Duration = Duration::from_secs(30);
+
+/// What bootstrap did on one board.
+#[derive(Debug, Clone)]
+pub struct BoardDone {
+    pub machine: String,
+    pub os: String,
+    pub init: Init,
+    pub agent_uploaded: bool,
+    /// Managed files (besides the binary) that were rewritten.
+    pub files_changed: Vec<String>,
+    pub restarted: bool,
+    pub pinned_fingerprint: Option<String>,
+    pub health: lab_api::Health,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug)]
+pub struct BoardReport {
+    pub board: String,
+    pub result: Result<BoardDone, String>,
+}
+
+/// A static agent binary, read once per architecture per run.
+#[derive(Debug)]
+pub struct AgentBinary {
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+    pub sha256: String,
+}
+
+/// Agent binaries by target triple, located (or built) at most once per run.
+#[derive(Default)]
+pub struct AgentBinaries {
+    by_triple: Mutex<HashMap<String, Arc<AgentBinary>>>,
+}
+
+impl AgentBinaries {
+    pub async fn get(&self, triple: &'static str) -> Result<Arc<AgentBinary>, String> {
+        let mut map = self.by_triple.lock().await;
+        if let Some(bin) = map.get(triple) {
+            return Ok(bin.clone());
+        }
+        let bin = tokio::task::spawn_blocking(move || -> Result<AgentBinary, String> {
+            let path = crate::agent_bin::ensure_agent(triple).map_err(|e| format!("{e:#}"))?;
+            let bytes = std::fs::read(&path)
+                .map_err(|e| format!("cannot read agent {}: {e}", path.display()))?;
+            let sha256 = hex::encode(Sha256::digest(&bytes));
+            Ok(AgentBinary {
+                path,
+                bytes,
+                sha256,
+            })
+        })
+        .await
+        .map_err(|e| format!("agent build task failed: {e}"))??;
+        let bin = Arc::new(bin);
+        map.insert(triple.to_string(), bin.clone());
+        Ok(bin)
+    }
+}
+
+/// Bootstrap `boards` (all of the inventory when empty). Never fails as a whole: each board
+/// gets its own report.
+pub async fn bootstrap(
+    ctx: Arc<ClusterContext>,
+    boards: &[String],
+    progress: Arc<Progress>,
+) -> Vec<BoardReport> {
+    let selected: Vec<Board> = ctx
+        .inventory
+        .boards
+        .iter()
+        .filter(|b| boards.is_empty() || boards.contains(&b.name))
+        .cloned()
+        .collect();
+    let client = match AgentClient::new(&ctx.pki, Duration::from_secs(3)) {
+        Ok(c) => c,
+        Err(e) => {
+            return selected
+                .into_iter()
+                .map(|b| BoardReport {
+                    board: b.name,
+                    result: Err(format!("cannot build the mTLS client: {e}")),
+                })
+                .collect()
+        }
+    };
+    let limit = Arc::new(Semaphore::new(ctx.inventory.cluster.parallel));
+    let binaries = Arc::new(AgentBinaries::default());
+    let mut tasks = Vec::new();
+    for board in selected {
+        let ctx = ctx.clone();
+        let limit = limit.clone();
+        let binaries = binaries.clone();
+        let progress = progress.clone();
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let name = board.name.clone();
+            let _permit = limit.acquire_owned().await;
+            let started = Instant::now();
+            let result = bootstrap_board(&ctx, &board, &binaries, &client, &progress)
+                .await
+                .map(|mut done| {
+                    done.elapsed = started.elapsed();
+                    done
+                });
+            match &result {
+                Ok(done) => progress.set(&name, summary_line(done)),
+                Err(e) => progress.set(&name, format!("FAILED: {}", first_line(e))),
+            }
+            BoardReport {
+                board: name,
+                result,
+            }
+        }));
+    }
+    let mut reports = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok(r) => reports.push(r),
+            Err(e) => reports.push(BoardReport {
+                board: "?".into(),
+                result: Err(format!("bootstrap task panicked: {e}")),
+            }),
+        }
+    }
+    reports
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+/// One line saying what happened on a board.
+pub fn summary_line(done: &BoardDone) -> String {
+    let mut what = Vec::new();
+    if done.agent_uploaded {
+        what.push("agent uploaded".to_string());
+    }
+    if !done.files_changed.is_empty() {
+        what.push(format!("{} file(s) updated", done.files_changed.len()));
+    }
+    if done.restarted {
+        what.push("restarted".to_string());
+    }
+    if what.is_empty() {
+        what.push("unchanged".to_string());
+    }
+    format!(
+        "ok: {} {}, agent {} healthy ({}) in {:.1}s",
+        done.health.arch,
+        done.init_name(),
+        done.health.agent_version,
+        what.join(", "),
+        done.elapsed.as_secs_f64()
+    )
+}
+
+impl BoardDone {
+    pub fn init_name(&self) -> &'static str {
+        match self.init {
+            Init::Systemd => "systemd",
+            Init::Other => "supervised",
+        }
+    }
+}
+
+async fn ssh_step<T, F>(conn: Arc<Connection>, f: F) -> Result<T, String>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, SshError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || f(&conn))
+        .await
+        .map_err(|e| format!("SSH task failed: {e}"))?
+        .map_err(|e| format!("{e}"))
+}
+
+async fn bootstrap_board(
+    ctx: &ClusterContext,
+    board: &Board,
+    binaries: &AgentBinaries,
+    client: &AgentClient,
+    progress: &Progress,
+) -> Result<BoardDone, String> {
+    let target = ctx.ssh_target(board);
+    progress.set(
+        &board.name,
+        format!(
+            "connecting to {}@{}:{}",
+            target.user, target.host, target.port
+        ),
+    );
+    let keys = ctx.host_keys.clone();
+    let t = target.clone();
+    let (conn, verdict) = tokio::task::spawn_blocking(move || Connection::open(&t, &keys))
+        .await
+        .map_err(|e| format!("SSH task failed: {e}"))?
+        .map_err(|e| format!("{e}"))?;
+    let conn = Arc::new(conn);
+    let pinned_fingerprint = match verdict {
+        HostKeyVerdict::PinnedNow { fingerprint } => {
+            progress.note(&format!(
+                "{}: first contact, pinned host key {fingerprint}",
+                board.name
+            ));
+            Some(fingerprint)
+        }
+        HostKeyVerdict::Known => None,
+    };
+    if target.sudo {
+        progress.set(&board.name, "checking sudo");
+        let (board_name, user) = (board.name.clone(), target.user.clone());
+        ssh_step(conn.clone(), move |c| {
+            let out = c.run(&RemoteCommand::new("true").sudo(true))?;
+            if out.status == 0 {
+                Ok(())
+            } else {
+                Err(SshError::NoSudo {
+                    board: board_name,
+                    user,
+                })
+            }
+        })
+        .await?;
+    }
+
+    progress.set(&board.name, "probing");
+    let managed: Vec<&'static str> = vec![
+        board_paths::AGENT_BIN,
+        board_paths::CONFIG,
+        board_paths::TLS_CA,
+        board_paths::TLS_CERT,
+        board_paths::TLS_KEY,
+        board_paths::SYSTEMD_UNIT,
+    ];
+    let sudo = target.sudo;
+    let probe_out = ssh_step(conn.clone(), move |c| {
+        c.run_ok(&probe::probe_command(&managed, sudo))
+    })
+    .await?;
+    let probe: Probe =
+        probe::parse_probe(&probe_out).map_err(|e| format!("{}: {e}", board.name))?;
+
+    let triple = crate::agent_bin::target_for_uname(&probe.machine)
+        .map_err(|e| format!("{}: {e}", board.name))?;
+    progress.set(
+        &board.name,
+        format!(
+            "{} ({}) — locating agent for {triple}",
+            probe.machine, probe.os
+        ),
+    );
+    let agent = binaries.get(triple).await?;
+
+    // Desired files.
+    let listen_ip = board
+        .address
+        .parse::<IpAddr>()
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|_| "0.0.0.0".to_string());
+    let listen = if listen_ip.contains(':') {
+        format!("[{listen_ip}]:{}", lab_api::DEFAULT_AGENT_PORT)
+    } else {
+        format!("{listen_ip}:{}", lab_api::DEFAULT_AGENT_PORT)
+    };
+    let mut names = vec![
+        board.address.clone(),
+        target.host.clone(),
+        board.name.clone(),
+    ];
+    names.dedup();
+    let cert = ctx
+        .pki
+        .board_cert(&board.name, &names)
+        .map_err(|e| format!("{}: {e}", board.name))?;
+    let config = files::agent_config(&ctx.inventory.cluster.name, &board.name, &listen);
+    let desired = files::config_files(
+        &config,
+        &ctx.pki.ca_cert_pem,
+        &cert,
+        probe.init == Init::Systemd,
+    )
+    .map_err(|e| format!("{}: rendering agent config: {e}", board.name))?;
+
+    let agent_uploaded = probe.hashes.get(board_paths::AGENT_BIN) != Some(&agent.sha256);
+    if agent_uploaded {
+        progress.set(
+            &board.name,
+            format!(
+                "uploading agent ({:.1} MB, {triple})",
+                agent.bytes.len() as f64 / 1e6
+            ),
+        );
+        let a = agent.clone();
+        ssh_step(conn.clone(), move |c| {
+            c.write_file(board_paths::AGENT_BIN, &a.bytes, 0o755)
+        })
+        .await?;
+    }
+    let changed: Vec<files::ManagedFile> = desired
+        .into_iter()
+        .filter(|f| probe.hashes.get(f.dest) != Some(&f.sha256()))
+        .collect();
+    let files_changed: Vec<String> = changed.iter().map(|f| f.dest.to_string()).collect();
+    if !changed.is_empty() {
+        progress.set(
+            &board.name,
+            format!("installing {} config/cert file(s)", changed.len()),
+        );
+        ssh_step(conn.clone(), move |c| {
+            for f in &changed {
+                c.write_file(f.dest, &f.bytes, f.mode)?;
+            }
+            Ok(())
+        })
+        .await?;
+    }
+
+    let restart = agent_uploaded || !files_changed.is_empty();
+    progress.set(
+        &board.name,
+        if restart {
+            "(re)starting agent"
+        } else {
+            "ensuring agent runs"
+        },
+    );
+    let unit_changed = files_changed.iter().any(|f| f == board_paths::SYSTEMD_UNIT);
+    let start = start_command(probe.init, restart, unit_changed).sudo(sudo);
+    ssh_step(conn.clone(), move |c| c.run_ok(&start)).await?;
+
+    progress.set(&board.name, "waiting for the agent's mTLS health answer");
+    let health = wait_healthy(client, &target.host, &board.name).await?;
+    Ok(BoardDone {
+        machine: probe.machine,
+        os: probe.os,
+        init: probe.init,
+        agent_uploaded,
+        files_changed,
+        restarted: restart,
+        pinned_fingerprint,
+        health,
+        elapsed: Duration::ZERO,
+    })
+}
+
+/// The command that makes the agent run (restarting it when `restart`).
+pub fn start_command(init: Init, restart: bool, unit_changed: bool) -> RemoteCommand {
+    match init {
+        Init::Systemd => {
+            let mut script = String::new();
+            if unit_changed {
+                script.push_str("systemctl daemon-reload && ");
+            }
+            script.push_str("systemctl enable --quiet lab-agent && ");
+            script.push_str(if restart {
+                "systemctl restart lab-agent"
+            } else {
+                "systemctl start lab-agent"
+            });
+            RemoteCommand::shell(script)
+        }
+        Init::Other => {
+            let cmd = RemoteCommand::new(board_paths::AGENT_BIN)
+                .arg("start")
+                .arg("--config")
+                .arg(board_paths::CONFIG);
+            if restart {
+                cmd.arg("--restart")
+            } else {
+                cmd
+            }
+        }
+    }
+}
+
+/// The command that stops the agent and keeps it stopped.
+pub fn stop_command(init: Init) -> RemoteCommand {
+    match init {
+        Init::Systemd => RemoteCommand::shell("systemctl disable --now --quiet lab-agent"),
+        Init::Other => RemoteCommand::new(board_paths::AGENT_BIN).arg("stop"),
+    }
+}
+
+async fn wait_healthy(
+    client: &AgentClient,
+    host: &str,
+    board: &str,
+) -> Result<lab_api::Health, String> {
+    let deadline = Instant::now() + HEALTH_DEADLINE;
+    let mut last;
+    loop {
+        match client.health(host, lab_api::DEFAULT_AGENT_PORT).await {
+            Ok(h) if h.board == board => return Ok(h),
+            Ok(h) => {
+                last = format!(
+                    "agent at {host} says it is board `{}`, not `{board}`",
+                    h.board
+                )
+            }
+            Err(e) => last = format!("{e}"),
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{board}: agent not healthy after {}s; last: {last}",
+                HEALTH_DEADLINE.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_commands() {
+        assert_eq!(
+            start_command(Init::Other, false, false).to_shell(),
+            "/usr/local/bin/lab-agent start --config /etc/lab/agent.toml"
+        );
+        assert_eq!(
+            start_command(Init::Other, true, false).to_shell(),
+            "/usr/local/bin/lab-agent start --config /etc/lab/agent.toml --restart"
+        );
+        assert_eq!(
+            start_command(Init::Systemd, true, true).to_shell(),
+            "sh -c 'systemctl daemon-reload && systemctl enable --quiet lab-agent && systemctl restart lab-agent'"
+        );
+    }
+}

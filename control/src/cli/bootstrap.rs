@@ -1,0 +1,68 @@
+//! `lab bootstrap`: push, configure and start the agent on every board (or the ones named).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::InventoryArg;
+use crate::bootstrap::{self, progress::Progress, BoardReport};
+use crate::cluster::ClusterContext;
+
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    /// Only these boards (default: all).
+    pub boards: Vec<String>,
+}
+
+pub async fn run(args: BootstrapArgs) -> anyhow::Result<ExitCode> {
+    let inv = super::load_inventory(&args.inventory)?;
+    for b in &args.boards {
+        if inv.board(b).is_none() {
+            anyhow::bail!("no board `{b}` in {}", inv.path.display());
+        }
+    }
+    let ctx = Arc::new(tokio::task::spawn_blocking(move || ClusterContext::open(inv)).await??);
+    let reports = run_bootstrap(ctx, &args.boards).await;
+    Ok(report(&reports))
+}
+
+/// Bootstrap with live progress; shared by `lab up`.
+pub async fn run_bootstrap(ctx: Arc<ClusterContext>, boards: &[String]) -> Vec<BoardReport> {
+    let names: Vec<&str> = ctx
+        .inventory
+        .boards
+        .iter()
+        .filter(|b| boards.is_empty() || boards.contains(&b.name))
+        .map(|b| b.name.as_str())
+        .collect();
+    eprintln!(
+        "bootstrapping {} board(s) of cluster `{}` ({} at a time)",
+        names.len(),
+        ctx.inventory.cluster.name,
+        ctx.inventory.cluster.parallel
+    );
+    let progress = Arc::new(Progress::new(names));
+    bootstrap::bootstrap(ctx, boards, progress).await
+}
+
+/// Print the final "N/M ok; failed: ..." summary; the exit code says whether all succeeded.
+pub fn report(reports: &[BoardReport]) -> ExitCode {
+    let ok = reports.iter().filter(|r| r.result.is_ok()).count();
+    let failed: Vec<&BoardReport> = reports.iter().filter(|r| r.result.is_err()).collect();
+    println!();
+    if failed.is_empty() {
+        println!("{ok}/{} boards ok", reports.len());
+        ExitCode::SUCCESS
+    } else {
+        println!("{ok}/{} boards ok; failed:", reports.len());
+        for r in failed {
+            if let Err(e) = &r.result {
+                println!("  {}: {e}", r.board);
+            }
+        }
+        ExitCode::FAILURE
+    }
+}

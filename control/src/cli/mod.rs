@@ -1,0 +1,148 @@
+//! Command-line surface of `lab`: one file per subcommand; this file holds the argument
+//! types, the shared "which inventory" logic and the dispatch to an exit code.
+
+mod board;
+mod bootstrap;
+mod down;
+mod forget;
+pub mod output;
+mod status;
+mod up;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::inventory::{self, Inventory};
+
+/// `lab`: turn a shelf of boards (or a virtual cluster of Linux namespaces on this machine)
+/// into a small data center you can scale out, break and watch heal.
+///
+/// Start with `lab up`: it creates the default virtual cluster (inventory/virtual.toml),
+/// bootstraps an agent on every board and prints where to look. With real boards, write an
+/// inventory (see inventory/homelab.example.toml) and run `lab bootstrap -i FILE`.
+#[derive(Debug, Parser)]
+#[command(name = "lab", version, about, long_about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InventoryArg {
+    /// Inventory file (TOML). Default: inventory/virtual.toml of this checkout.
+    #[arg(short, long, env = "LAB_INVENTORY", value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Bring the cluster up: create the virtual boards (if the inventory has a [virtual]
+    /// table), install missing host packages, bootstrap every board, print where to look.
+    /// Safe to re-run: what is already right is left alone.
+    Up(up::UpArgs),
+    /// Push the agent to every board over SSH, configure and start it, wait until it answers
+    /// over mTLS. The same for real and virtual boards; re-running with nothing changed
+    /// uploads nothing.
+    Bootstrap(bootstrap::BootstrapArgs),
+    /// Show every board as its agent reports it over mTLS: arch, OS, agent version,
+    /// up/down, uptime, CPU and memory.
+    Status(status::StatusArgs),
+    /// Stop every agent; for a virtual cluster, destroy the boards too (no namespace,
+    /// bridge, veth, mount or process is left behind).
+    Down(down::DownArgs),
+    /// Virtual board: pull its plug. Its network is cut first (no FIN or RST leaves), then
+    /// every process it ran dies at once. `lab restart BOARD` powers it back on.
+    Kill(board::BoardArgs),
+    /// Virtual board: power-cycle it (fresh boot; its disk is kept).
+    Restart(board::BoardArgs),
+    /// Virtual board: cut its network cable; its processes keep running.
+    Partition(board::BoardArgs),
+    /// Virtual board: plug its network cable back in.
+    Heal(board::BoardArgs),
+    /// Forget a board's pinned SSH host key (after re-flashing it); the next bootstrap pins
+    /// the new one.
+    ForgetHostKey(forget::ForgetArgs),
+    /// PID 1 of a virtual board (internal; started by the virtual cluster).
+    #[command(hide = true, name = "board-init")]
+    BoardInit {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::BoardInit { args } = cli.command {
+        return crate::virt::board_init_main(args);
+    }
+    init_logging();
+    crate::install_crypto_provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Up(a) => up::run(a).await,
+            Command::Bootstrap(a) => bootstrap::run(a).await,
+            Command::Status(a) => status::run(a).await,
+            Command::Down(a) => down::run(a).await,
+            Command::Kill(a) => board::run(board::Verb::Kill, a).await,
+            Command::Restart(a) => board::run(board::Verb::Restart, a).await,
+            Command::Partition(a) => board::run(board::Verb::Partition, a).await,
+            Command::Heal(a) => board::run(board::Verb::Heal, a).await,
+            Command::ForgetHostKey(a) => forget::run(a).await,
+            Command::BoardInit { .. } => Ok(ExitCode::FAILURE),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LAB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The inventory named on the command line, or the checkout's default virtual one.
+pub fn load_inventory(arg: &InventoryArg) -> anyhow::Result<Inventory> {
+    let path = match &arg.inventory {
+        Some(p) => p.clone(),
+        None => default_inventory()
+            .context("no inventory given and inventory/virtual.toml not found: pass -i FILE")?,
+    };
+    Ok(inventory::load(&path)?)
+}
+
+fn default_inventory() -> Option<PathBuf> {
+    let here = PathBuf::from("inventory/virtual.toml");
+    if here.exists() {
+        return Some(here);
+    }
+    let built_in = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../inventory/virtual.toml"
+    ));
+    built_in.exists().then_some(built_in)
+}

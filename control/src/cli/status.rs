@@ -1,0 +1,122 @@
+//! `lab status`: ask every agent for its health over mTLS, in parallel, and print a table
+//! (or JSON with `--json`). A board whose agent does not answer is shown as down, with why.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::output::{bytes, duration, table};
+use super::InventoryArg;
+use crate::agent_client::AgentClient;
+use crate::cluster::ClusterContext;
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    /// Print JSON (one object per board) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds to wait for each agent.
+    #[arg(long, default_value_t = 2.0)]
+    pub timeout: f64,
+}
+
+/// One board as `lab status --json` prints it.
+#[derive(Debug, Serialize)]
+pub struct BoardStatus {
+    pub board: String,
+    pub address: String,
+    pub roles: String,
+    pub up: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<lab_api::Health>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+pub async fn collect(ctx: &ClusterContext, timeout: Duration) -> anyhow::Result<Vec<BoardStatus>> {
+    let client = Arc::new(AgentClient::new(&ctx.pki, timeout)?);
+    let mut tasks = Vec::new();
+    for board in &ctx.inventory.boards {
+        let client = client.clone();
+        let host = ctx.ssh_target(board).host;
+        let b = board.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = client.health(&host, lab_api::DEFAULT_AGENT_PORT).await;
+            let (health, error) = match r {
+                Ok(h) => (Some(h), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            BoardStatus {
+                board: b.name,
+                address: b.address,
+                roles: b.roles.to_string(),
+                up: health.is_some(),
+                health,
+                error,
+            }
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await?);
+    }
+    Ok(out)
+}
+
+pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let inv = super::load_inventory(&args.inventory)?;
+    let ctx = ClusterContext::open_existing(inv)?;
+    let timeout = Duration::from_secs_f64(args.timeout.clamp(0.1, 60.0));
+    let boards = collect(&ctx, timeout).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&boards)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = boards
+        .iter()
+        .map(|b| match &b.health {
+            Some(h) => vec![
+                b.board.clone(),
+                b.address.clone(),
+                b.roles.clone(),
+                h.arch.clone(),
+                h.os.clone(),
+                h.agent_version.clone(),
+                "up".into(),
+                duration(h.uptime_secs),
+                format!("{:.0}%", h.cpu_percent),
+                format!("{} / {}", bytes(h.mem_used_bytes), bytes(h.mem_total_bytes)),
+            ],
+            None => vec![
+                b.board.clone(),
+                b.address.clone(),
+                b.roles.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                format!("DOWN ({})", b.error.as_deref().unwrap_or("?")),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ],
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &[
+                "BOARD", "ADDRESS", "ROLES", "ARCH", "OS", "AGENT", "STATE", "UPTIME", "CPU",
+                "MEMORY"
+            ],
+            &rows
+        )
+    );
+    let up = boards.iter().filter(|b| b.up).count();
+    println!("{up}/{} boards up", boards.len());
+    Ok(ExitCode::SUCCESS)
+}

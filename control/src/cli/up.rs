@@ -1,0 +1,63 @@
+//! `lab up`: from nothing to a running cluster. For a virtual inventory: install missing host
+//! packages, build the arm64 root if a board asks for one, create the boards; then bootstrap
+//! every board exactly as `lab bootstrap` does and print where to look.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::InventoryArg;
+use crate::cluster::ClusterContext;
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    /// Only create the virtual boards (bare: sshd, no agent); bootstrap later with
+    /// `lab bootstrap`.
+    #[arg(long)]
+    pub no_bootstrap: bool,
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let inv = super::load_inventory(&args.inventory)?;
+    let inv_path = inv.path.clone();
+    println!(
+        "lab up: cluster `{}` from {} ({} boards{})",
+        inv.cluster.name,
+        inv.path.display(),
+        inv.boards.len(),
+        if inv.is_virtual() { ", virtual" } else { "" }
+    );
+    let ctx = Arc::new(tokio::task::spawn_blocking(move || ClusterContext::open(inv)).await??);
+    if ctx.inventory.is_virtual() {
+        let c = ctx.clone();
+        tokio::task::spawn_blocking(move || crate::cluster::create_virtual_boards(&c)).await??;
+    }
+    if args.no_bootstrap {
+        println!(
+            "boards created; bootstrap them with `lab bootstrap -i {}`",
+            inv_path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let reports = super::bootstrap::run_bootstrap(ctx.clone(), &[]).await;
+    let code = super::bootstrap::report(&reports);
+    let inv_arg = format!("-i {}", inv_path.display());
+    println!();
+    println!("Where to look:");
+    println!("  lab status {inv_arg}          every board, as its agent reports it (mTLS)");
+    println!("  lab status {inv_arg} --json   the same, for scripts");
+    if ctx.inventory.is_virtual() {
+        if let Some(b) = ctx.inventory.boards.last() {
+            println!(
+                "  lab kill {inv_arg} {}        pull a board's plug; `lab restart` brings it back",
+                b.name
+            );
+        }
+        println!("  lab down {inv_arg}            stop everything and remove the virtual boards");
+    }
+    println!("  state: {}", ctx.state.root().display());
+    Ok(code)
+}

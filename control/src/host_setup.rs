@@ -1,0 +1,120 @@
+//! Make sure this host has the Debian packages a command needs, installing the missing ones
+//! with apt-get and saying so. Checked by looking for each package's key binary, so a host
+//! that has the tool from elsewhere is left alone.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+/// A package and the file that proves it is installed.
+#[derive(Debug, Clone, Copy)]
+pub struct Requirement {
+    pub package: &'static str,
+    pub provides: &'static str,
+    pub why: &'static str,
+}
+
+/// What the virtual cluster needs on the host.
+pub const VIRTUAL_CLUSTER: &[Requirement] = &[
+    Requirement {
+        package: "openssh-server",
+        provides: "/usr/sbin/sshd",
+        why: "every virtual board runs a real sshd",
+    },
+    Requirement {
+        package: "openssh-client",
+        provides: "/usr/bin/ssh-keygen",
+        why: "host and login keys",
+    },
+    Requirement {
+        package: "iproute2",
+        provides: "/usr/sbin/ip",
+        why: "network namespaces, veths and the lab bridge",
+    },
+    Requirement {
+        package: "util-linux",
+        provides: "/usr/bin/unshare",
+        why: "PID, mount and UTS namespaces",
+    },
+    Requirement {
+        package: "procps",
+        provides: "/usr/bin/pgrep",
+        why: "process inspection",
+    },
+];
+
+/// What an emulated arm64 board needs on the host.
+pub const ARM64_BOARDS: &[Requirement] = &[
+    Requirement {
+        package: "qemu-user-static",
+        provides: "/usr/bin/qemu-aarch64-static",
+        why: "runs the arm64 board's programs",
+    },
+    Requirement {
+        package: "binfmt-support",
+        provides: "/usr/sbin/update-binfmts",
+        why: "registers qemu for arm64 binaries",
+    },
+    Requirement {
+        package: "debootstrap",
+        provides: "/usr/sbin/debootstrap",
+        why: "builds the arm64 Debian root",
+    },
+];
+
+/// Install whatever of `reqs` is missing. `say` receives one line per action.
+pub fn ensure(reqs: &[Requirement], say: &mut dyn FnMut(&str)) -> anyhow::Result<()> {
+    let missing: Vec<&Requirement> = reqs
+        .iter()
+        .filter(|r| !Path::new(r.provides).exists())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    for r in &missing {
+        say(&format!(
+            "installing Debian package {} ({})",
+            r.package, r.why
+        ));
+    }
+    if !is_root() {
+        let names: Vec<&str> = missing.iter().map(|r| r.package).collect();
+        bail!(
+            "missing packages: {}; run `sudo apt-get install -y {}` or run lab as root",
+            names.join(", "),
+            names.join(" ")
+        );
+    }
+    let run = |args: &[&str]| -> anyhow::Result<()> {
+        let status = Command::new("apt-get")
+            .args(["-o", "DPkg::Lock::Timeout=300", "-y", "-q"])
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("running apt-get")?;
+        if !status.success() {
+            bail!("apt-get {} failed ({status})", args.join(" "));
+        }
+        Ok(())
+    };
+    let mut install = vec!["install", "--no-install-recommends"];
+    install.extend(missing.iter().map(|r| r.package));
+    if run(&install).is_err() {
+        say("package lists may be stale: running apt-get update");
+        run(&["update"])?;
+        run(&install)?;
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}

@@ -1,0 +1,779 @@
+//! The inventory: which boards exist, how to reach them, and what they should be.
+//!
+//! An inventory is a TOML file with a `[cluster]` table (SSH user, key, port, sudo, state
+//! directory), an optional `[virtual]` table (present when `lab` itself creates the boards as
+//! Linux namespaces on this host), and one `[[board]]` table per board. Loading validates
+//! everything before anything else runs; every problem found is reported at once, each
+//! naming the file, the line and the board. Nothing is touched when an inventory is invalid.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A role a board can play (DESIGN.md section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    Lb,
+    App,
+    Cache,
+    DbMaster,
+    DbReplica,
+    Files,
+    Cdn,
+}
+
+impl Role {
+    pub const ALL: [Role; 7] = [
+        Role::Lb,
+        Role::App,
+        Role::Cache,
+        Role::DbMaster,
+        Role::DbReplica,
+        Role::Files,
+        Role::Cdn,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Lb => "lb",
+            Role::App => "app",
+            Role::Cache => "cache",
+            Role::DbMaster => "db-master",
+            Role::DbReplica => "db-replica",
+            Role::Files => "files",
+            Role::Cdn => "cdn",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a board should be: given roles, or left to the planner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleSpec {
+    Auto,
+    Given(Vec<Role>),
+}
+
+impl fmt::Display for RoleSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RoleSpec::Auto => f.write_str("auto"),
+            RoleSpec::Given(roles) => {
+                let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+                f.write_str(&names.join(","))
+            }
+        }
+    }
+}
+
+/// How `lab` authenticates over SSH.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SshKey {
+    /// A key `lab` generates in the state directory (for boards it creates itself).
+    Managed,
+    /// Only the running ssh-agent (`SSH_AUTH_SOCK`).
+    Agent,
+    /// This private key file (after ssh-agent, if one runs).
+    File(PathBuf),
+    /// Whatever `~/.ssh/config` says (IdentityFile), after ssh-agent.
+    Default,
+}
+
+/// CPU architecture of a virtual board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VirtualArch {
+    /// The host's own architecture and userland.
+    Native,
+    /// An emulated arm64 board (Debian arm64 root run through qemu-user-static).
+    Arm64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualNet {
+    pub subnet: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    pub name: String,
+    pub state_dir: PathBuf,
+    /// Login user; `None` defers to `~/.ssh/config`, then `root`.
+    pub ssh_user: Option<String>,
+    /// SSH port; `None` defers to `~/.ssh/config`, then 22.
+    pub ssh_port: Option<u16>,
+    pub ssh_key: SshKey,
+    pub sudo: bool,
+    pub parallel: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Board {
+    pub name: String,
+    /// IP address, DNS name, or a `Host` alias of `~/.ssh/config`.
+    pub address: String,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub model: Option<String>,
+    pub roles: RoleSpec,
+    pub arch: VirtualArch,
+    /// Line of the board's `name` in the inventory, for messages.
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inventory {
+    pub path: PathBuf,
+    pub cluster: Cluster,
+    /// Present when the boards are virtual boards this host creates.
+    pub virtual_net: Option<VirtualNet>,
+    pub boards: Vec<Board>,
+}
+
+impl Inventory {
+    pub fn board(&self, name: &str) -> Option<&Board> {
+        self.boards.iter().find(|b| b.name == name)
+    }
+    pub fn is_virtual(&self) -> bool {
+        self.virtual_net.is_some()
+    }
+}
+
+/// One thing wrong with an inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: usize,
+    pub board: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("cannot read inventory {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", render_problems(path, problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+impl InventoryError {
+    /// The problems found (empty for a read error).
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            InventoryError::Read { .. } => &[],
+            InventoryError::Invalid { problems, .. } => problems,
+        }
+    }
+}
+
+fn render_problems(path: &Path, problems: &[Problem]) -> String {
+    let mut out = format!(
+        "inventory {} is invalid ({} problem{}); nothing was changed",
+        path.display(),
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    for p in problems {
+        out.push_str(&format!("\n  {}:{}: ", path.display(), p.line));
+        if let Some(b) = &p.board {
+            out.push_str(&format!("board `{b}`: "));
+        }
+        out.push_str(&p.message);
+    }
+    out
+}
+
+// ---- raw TOML shape -------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInventory {
+    cluster: Spanned<RawCluster>,
+    #[serde(rename = "virtual")]
+    virtual_net: Option<Spanned<RawVirtual>>,
+    #[serde(default)]
+    board: Vec<Spanned<RawBoard>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    name: Spanned<String>,
+    state_dir: Option<Spanned<String>>,
+    ssh_user: Option<Spanned<String>>,
+    ssh_port: Option<Spanned<u16>>,
+    ssh_key: Option<Spanned<String>>,
+    sudo: Option<bool>,
+    parallel: Option<Spanned<usize>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVirtual {
+    subnet: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBoard {
+    name: Spanned<String>,
+    address: Spanned<String>,
+    port: Option<u16>,
+    user: Option<Spanned<String>>,
+    model: Option<String>,
+    roles: Option<Spanned<RawRoles>>,
+    arch: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawRoles {
+    One(String),
+    Many(Vec<String>),
+}
+
+// ---- loading ----------------------------------------------------------------------------
+
+/// Read and validate an inventory file.
+pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
+    let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Validate inventory text; `path` is used for messages and to resolve relative paths.
+pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
+    let lines = LineIndex::new(text);
+    let invalid = |problems| InventoryError::Invalid {
+        path: path.to_path_buf(),
+        problems,
+    };
+    let raw: RawInventory = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| lines.line(s.start)).unwrap_or(1);
+        invalid(vec![Problem {
+            line,
+            board: None,
+            message: e.message().trim().to_string(),
+        }])
+    })?;
+    let base_dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut problems = Vec::new();
+    let mut problem = |span: std::ops::Range<usize>, board: Option<&str>, message: String| {
+        problems.push(Problem {
+            line: lines.line(span.start),
+            board: board.map(str::to_string),
+            message,
+        })
+    };
+
+    // [cluster]
+    let rc = raw.cluster.get_ref();
+    let name = rc.name.get_ref().clone();
+    if !is_dns_label(&name) {
+        problem(
+            rc.name.span(),
+            None,
+            format!("cluster name `{name}` must be 1-32 characters of a-z, 0-9 and '-'"),
+        );
+    }
+    let state_dir = match &rc.state_dir {
+        Some(s) => resolve_path(base_dir, s.get_ref()),
+        None => default_state_dir(&name),
+    };
+    let ssh_key = match &rc.ssh_key {
+        None => SshKey::Default,
+        Some(k) => match k.get_ref().as_str() {
+            "managed" => SshKey::Managed,
+            "agent" => SshKey::Agent,
+            "" => {
+                problem(
+                    k.span(),
+                    None,
+                    "ssh_key is empty: use \"managed\", \"agent\" or a key file path".into(),
+                );
+                SshKey::Default
+            }
+            file => {
+                let p = resolve_path(base_dir, file);
+                if let Err(e) = std::fs::File::open(&p) {
+                    problem(
+                        k.span(),
+                        None,
+                        format!("ssh key {} is unreadable: {e}", p.display()),
+                    );
+                }
+                SshKey::File(p)
+            }
+        },
+    };
+    let parallel = match &rc.parallel {
+        Some(p) if *p.get_ref() == 0 || *p.get_ref() > 256 => {
+            problem(p.span(), None, "parallel must be between 1 and 256".into());
+            8
+        }
+        Some(p) => *p.get_ref(),
+        None => 16,
+    };
+    let ssh_user = rc.ssh_user.as_ref().map(|u| u.get_ref().clone());
+    let ssh_port = match &rc.ssh_port {
+        Some(p) if *p.get_ref() == 0 => {
+            problem(p.span(), None, "ssh_port must not be 0".into());
+            None
+        }
+        Some(p) => Some(*p.get_ref()),
+        None => None,
+    };
+    let cluster = Cluster {
+        name,
+        state_dir,
+        ssh_user,
+        ssh_port,
+        ssh_key,
+        sudo: rc.sudo.unwrap_or(false),
+        parallel,
+    };
+
+    // [virtual]
+    let virtual_net = raw.virtual_net.as_ref().and_then(|v| {
+        let s = v.get_ref().subnet.get_ref();
+        match parse_subnet(s) {
+            Ok(net) => Some(net),
+            Err(msg) => {
+                problem(v.get_ref().subnet.span(), None, msg);
+                None
+            }
+        }
+    });
+    let virtual_declared = raw.virtual_net.is_some();
+
+    // [[board]]
+    if raw.board.is_empty() {
+        problem(raw.cluster.span(), None, "no [[board]] defined".into());
+    }
+    let mut seen_names: HashMap<String, usize> = HashMap::new();
+    let mut seen_addrs: HashMap<String, (usize, String)> = HashMap::new();
+    let mut boards = Vec::new();
+    for rb in &raw.board {
+        let rb_ref = rb.get_ref();
+        let bname = rb_ref.name.get_ref().clone();
+        let line = lines.line(rb_ref.name.span().start);
+        let b = Some(bname.as_str());
+        if !is_dns_label(&bname) {
+            problem(
+                rb_ref.name.span(),
+                b,
+                "name must be 1-32 characters of a-z, 0-9 and '-' (it becomes a hostname)".into(),
+            );
+        }
+        if let Some(first) = seen_names.insert(bname.clone(), line) {
+            problem(
+                rb_ref.name.span(),
+                b,
+                format!("duplicate board name (first defined on line {first})"),
+            );
+        }
+        let address = rb_ref.address.get_ref().trim().to_string();
+        let port = rb_ref.port.or(cluster.ssh_port).unwrap_or(22);
+        match validate_address(&address) {
+            Err(msg) => problem(rb_ref.address.span(), b, msg),
+            Ok(ip) => {
+                if let (Some(net), Some(IpAddr::V4(v4))) = (&virtual_net, ip) {
+                    if !net.contains(v4) {
+                        problem(
+                            rb_ref.address.span(),
+                            b,
+                            format!(
+                                "address {address} is outside the virtual subnet {}/{}",
+                                net.subnet, net.prefix_len
+                            ),
+                        );
+                    } else if v4 == net.gateway() {
+                        problem(
+                            rb_ref.address.span(),
+                            b,
+                            format!(
+                                "address {address} is the host's own address on the virtual bridge"
+                            ),
+                        );
+                    }
+                } else if virtual_declared && ip.is_none() {
+                    problem(
+                        rb_ref.address.span(),
+                        b,
+                        "a virtual board needs an IPv4 address".into(),
+                    );
+                }
+                let key = format!("{address}:{port}");
+                if let Some((first, other)) = seen_addrs.insert(key, (line, bname.clone())) {
+                    problem(
+                        rb_ref.address.span(),
+                        b,
+                        format!(
+                            "duplicate address {address} (board `{other}`, line {first}, has it too)"
+                        ),
+                    );
+                }
+            }
+        }
+        let roles = match &rb_ref.roles {
+            None => RoleSpec::Auto,
+            Some(r) => match r.get_ref() {
+                RawRoles::One(s) if s == "auto" => RoleSpec::Auto,
+                RawRoles::One(s) => {
+                    parse_roles(std::slice::from_ref(s), &mut |m| problem(r.span(), b, m))
+                }
+                RawRoles::Many(v) => parse_roles(v, &mut |m| problem(r.span(), b, m)),
+            },
+        };
+        let arch = match &rb_ref.arch {
+            None => VirtualArch::Native,
+            Some(a) => match a.get_ref().as_str() {
+                "native" => VirtualArch::Native,
+                "arm64" | "aarch64" => {
+                    if !virtual_declared {
+                        problem(
+                            a.span(),
+                            b,
+                            "arch is only for virtual boards (a real board's arch is detected)"
+                                .into(),
+                        );
+                    }
+                    VirtualArch::Arm64
+                }
+                other => {
+                    problem(
+                        a.span(),
+                        b,
+                        format!("unknown arch `{other}` (virtual boards: native, arm64)"),
+                    );
+                    VirtualArch::Native
+                }
+            },
+        };
+        let user = rb_ref.user.as_ref().map(|u| u.get_ref().clone());
+        boards.push(Board {
+            name: bname,
+            address,
+            port: rb_ref.port,
+            user,
+            model: rb_ref.model.clone(),
+            roles,
+            arch,
+            line,
+        });
+    }
+    if !problems.is_empty() {
+        problems.sort_by_key(|p| p.line);
+        return Err(invalid(problems));
+    }
+    Ok(Inventory {
+        path: path.to_path_buf(),
+        cluster,
+        virtual_net,
+        boards,
+    })
+}
+
+fn parse_roles(names: &[String], problem: &mut dyn FnMut(String)) -> RoleSpec {
+    let mut roles = Vec::new();
+    for n in names {
+        match Role::parse(n) {
+            Some(r) if !roles.contains(&r) => roles.push(r),
+            Some(_) => problem(format!("role `{n}` listed twice")),
+            None if n == "auto" => problem("`auto` cannot be combined with other roles".into()),
+            None => {
+                let known: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+                problem(format!(
+                    "unknown role `{n}` (known: {}, or \"auto\")",
+                    known.join(", ")
+                ))
+            }
+        }
+    }
+    if roles.contains(&Role::DbMaster) && roles.contains(&Role::DbReplica) {
+        problem("a board cannot be both db-master and db-replica".into());
+    }
+    RoleSpec::Given(roles)
+}
+
+impl VirtualNet {
+    /// The host's address on the virtual bridge (first address of the subnet).
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.subnet) + 1)
+    }
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(self.prefix_len))
+            .unwrap_or(0);
+        let ipn = u32::from(ip);
+        let net = u32::from(self.subnet);
+        ipn & mask == net && ipn != net && ipn != net | !mask
+    }
+}
+
+/// Parse `A.B.C.D/N` with 16 <= N <= 28 and no host bits set.
+pub fn parse_subnet(s: &str) -> Result<VirtualNet, String> {
+    let bad = || format!("subnet `{s}` must look like 10.77.0.0/24 (prefix 16 to 28)");
+    let (ip, len) = s.split_once('/').ok_or_else(bad)?;
+    let ip: Ipv4Addr = ip.parse().map_err(|_| bad())?;
+    let len: u8 = len.parse().map_err(|_| bad())?;
+    if !(16..=28).contains(&len) {
+        return Err(bad());
+    }
+    let mask = u32::MAX << (32 - u32::from(len));
+    if u32::from(ip) & !mask != 0 {
+        return Err(format!(
+            "subnet `{s}` has host bits set (did you mean {}/{len}?)",
+            Ipv4Addr::from(u32::from(ip) & mask)
+        ));
+    }
+    Ok(VirtualNet {
+        subnet: ip,
+        prefix_len: len,
+    })
+}
+
+/// An address is an IP address or a DNS name / ssh_config alias. Returns the IP if it is one.
+fn validate_address(a: &str) -> Result<Option<IpAddr>, String> {
+    if a.is_empty() {
+        return Err("address is empty".into());
+    }
+    if let Ok(ip) = a.parse::<IpAddr>() {
+        if ip.is_unspecified() || ip.is_multicast() {
+            return Err(format!("address {a} cannot be a board's address"));
+        }
+        return Ok(Some(ip));
+    }
+    let looks_numeric = a.chars().all(|c| c.is_ascii_digit() || c == '.');
+    let valid_name = a.len() <= 253
+        && a.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        });
+    if looks_numeric || !valid_name {
+        return Err(format!(
+            "address `{a}` is neither an IP address nor a host name"
+        ));
+    }
+    Ok(None)
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn resolve_path(base: &Path, p: &str) -> PathBuf {
+    let expanded = match (p.strip_prefix("~/"), home_dir()) {
+        (Some(rest), Some(home)) => home.join(rest),
+        _ => PathBuf::from(p),
+    };
+    if expanded.is_absolute() {
+        expanded
+    } else {
+        base.join(expanded)
+    }
+}
+
+pub fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+}
+
+/// `$LAB_STATE_HOME/<cluster>`, else `$XDG_STATE_HOME/lab/<cluster>`, else
+/// `~/.local/state/lab/<cluster>`.
+fn default_state_dir(cluster: &str) -> PathBuf {
+    if let Some(d) = std::env::var_os("LAB_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join(cluster);
+    }
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("lab").join(cluster);
+    }
+    home_dir()
+        .unwrap_or_else(|| PathBuf::from("/var/lib"))
+        .join(".local/state/lab")
+        .join(cluster)
+}
+
+/// Byte offset to 1-based line number.
+struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Self { starts }
+    }
+    fn line(&self, offset: usize) -> usize {
+        match self.starts.binary_search(&offset) {
+            Ok(i) => i + 1,
+            Err(i) => i,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[cluster]
+name = "lab"
+state_dir = "state"
+ssh_key = "managed"
+
+[virtual]
+subnet = "10.77.0.0/24"
+
+[[board]]
+name = "lb-1"
+address = "10.77.0.10"
+roles = ["lb"]
+
+[[board]]
+name = "pi-2"
+address = "10.77.0.11"
+roles = "auto"
+arch = "arm64"
+"#;
+
+    #[test]
+    fn parses_a_good_inventory() {
+        let inv = parse(Path::new("/x/inv.toml"), GOOD).expect("valid");
+        assert_eq!(inv.cluster.name, "lab");
+        assert_eq!(inv.cluster.state_dir, PathBuf::from("/x/state"));
+        assert_eq!(inv.cluster.ssh_key, SshKey::Managed);
+        assert_eq!(inv.boards.len(), 2);
+        assert_eq!(inv.boards[0].roles, RoleSpec::Given(vec![Role::Lb]));
+        assert_eq!(inv.boards[0].line, 11);
+        assert_eq!(inv.boards[1].roles, RoleSpec::Auto);
+        assert_eq!(inv.boards[1].arch, VirtualArch::Arm64);
+        let net = inv.virtual_net.expect("virtual");
+        assert_eq!(net.gateway(), Ipv4Addr::new(10, 77, 0, 1));
+    }
+
+    /// Each broken inventory and the message (with its line) it must produce.
+    #[test]
+    fn broken_inventories_name_line_and_board() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "duplicate name",
+                "[cluster]\nname=\"c\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.3\"\n",
+                "inv.toml:7: board `a`: duplicate board name (first defined on line 4)",
+            ),
+            (
+                "duplicate address",
+                "[cluster]\nname=\"c\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\n[[board]]\nname=\"b\"\naddress=\"10.0.0.2\"\n",
+                "inv.toml:8: board `b`: duplicate address 10.0.0.2 (board `a`, line 4, has it too)",
+            ),
+            (
+                "unknown role",
+                "[cluster]\nname=\"c\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"lb\",\"dns\"]\n",
+                "inv.toml:6: board `a`: unknown role `dns`",
+            ),
+            (
+                "bad address",
+                "[cluster]\nname=\"c\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.300\"\n",
+                "inv.toml:5: board `a`: address `10.0.0.300` is neither an IP address nor a host name",
+            ),
+            (
+                "unreadable key",
+                "[cluster]\nname=\"c\"\nssh_key=\"/nonexistent/id_ed25519\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\n",
+                "inv.toml:3: ssh key /nonexistent/id_ed25519 is unreadable",
+            ),
+            (
+                "address outside virtual subnet",
+                "[cluster]\nname=\"c\"\n[virtual]\nsubnet=\"10.9.0.0/24\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\n",
+                "inv.toml:7: board `a`: address 10.0.0.2 is outside the virtual subnet 10.9.0.0/24",
+            ),
+            (
+                "bad board name",
+                "[cluster]\nname=\"c\"\n[[board]]\nname=\"Pi_4\"\naddress=\"10.0.0.2\"\n",
+                "inv.toml:4: board `Pi_4`: name must be",
+            ),
+            (
+                "unknown key",
+                "[cluster]\nname=\"c\"\nflavour=1\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\n",
+                "inv.toml:3: unknown field `flavour`",
+            ),
+            (
+                "syntax error",
+                "[cluster]\nname=\"c\n",
+                "inv.toml:2: ",
+            ),
+            (
+                "no boards",
+                "[cluster]\nname=\"c\"\n",
+                "no [[board]] defined",
+            ),
+            (
+                "subnet host bits",
+                "[cluster]\nname=\"c\"\n[virtual]\nsubnet=\"10.9.0.5/24\"\n[[board]]\nname=\"a\"\naddress=\"10.9.0.2\"\n",
+                "inv.toml:4: subnet `10.9.0.5/24` has host bits set (did you mean 10.9.0.0/24?)",
+            ),
+            (
+                "master and replica",
+                "[cluster]\nname=\"c\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"db-master\",\"db-replica\"]\n",
+                "inv.toml:6: board `a`: a board cannot be both db-master and db-replica",
+            ),
+        ];
+        for (what, text, want) in cases {
+            let err = parse(Path::new("inv.toml"), text).expect_err(what);
+            let msg = err.to_string();
+            assert!(
+                msg.contains(want),
+                "{what}: expected message containing\n  {want}\ngot\n  {msg}"
+            );
+            assert!(msg.contains("nothing was changed"), "{what}: {msg}");
+        }
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once() {
+        let text =
+            "[cluster]\nname=\"c\"\n[[board]]\nname=\"a\"\naddress=\"x..y\"\nroles=[\"nope\"]\n";
+        let err = parse(Path::new("i.toml"), text).expect_err("invalid");
+        assert_eq!(err.problems().len(), 2, "{err}");
+    }
+
+    #[test]
+    fn subnet_containment() {
+        let net = parse_subnet("10.1.2.0/24").expect("subnet");
+        assert!(net.contains(Ipv4Addr::new(10, 1, 2, 9)));
+        assert!(!net.contains(Ipv4Addr::new(10, 1, 2, 0)));
+        assert!(!net.contains(Ipv4Addr::new(10, 1, 2, 255)));
+        assert!(!net.contains(Ipv4Addr::new(10, 1, 3, 9)));
+    }
+}

@@ -1,0 +1,117 @@
+//! SSH transport over `ssh2` (blocking; callers run it on `spawn_blocking` threads).
+//!
+//! - [`target`]: where and as whom to connect, from the inventory and `~/.ssh/config`.
+//! - [`known_hosts`]: pin host keys on first contact, refuse changed ones.
+//! - [`session`]: connect, authenticate (key file or ssh-agent), run commands, write files.
+//! - [`command`]: remote commands as argument lists, quoted in one place.
+
+pub mod command;
+pub mod known_hosts;
+pub mod session;
+pub mod target;
+
+use std::path::PathBuf;
+
+pub use command::RemoteCommand;
+pub use known_hosts::{HostKeyStore, HostKeyVerdict};
+pub use session::{CommandOutput, Connection};
+pub use target::SshTarget;
+
+/// Everything that can go wrong talking SSH to one board. Messages say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("{board}: cannot reach {addr}")]
+    Connect {
+        board: String,
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{board}: SSH handshake with {addr} failed")]
+    Handshake {
+        board: String,
+        addr: String,
+        #[source]
+        source: ssh2::Error,
+    },
+    #[error("{board}: the server sent no usable host key")]
+    NoHostKey { board: String },
+    #[error(
+        "{board}: HOST KEY CHANGED for {addr}: pinned {pinned}, presented {presented} (pins in {}). \
+         If the board was re-flashed, forget the old key with `lab forget-host-key {board}` and run again; \
+         otherwise someone may be impersonating it",
+        file.display()
+    )]
+    HostKeyChanged {
+        board: String,
+        addr: String,
+        pinned: String,
+        presented: String,
+        file: PathBuf,
+    },
+    #[error("known_hosts file {path}")]
+    KnownHostsFile {
+        path: PathBuf,
+        #[source]
+        source: ssh2::Error,
+    },
+    #[error("known_hosts file {path}")]
+    KnownHostsIo {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{board}: authentication as `{user}` at {addr} failed; tried: {tried}")]
+    Auth {
+        board: String,
+        user: String,
+        addr: String,
+        tried: String,
+    },
+    #[error("{board}: {unsupported} in ~/.ssh/config is not supported yet; connect directly or use a VPN")]
+    Unsupported { board: String, unsupported: String },
+    #[error("{board}: SSH channel error while running `{command}`")]
+    Channel {
+        board: String,
+        command: String,
+        #[source]
+        source: ssh2::Error,
+    },
+    #[error("{board}: I/O error while running `{command}`")]
+    Io {
+        board: String,
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{board}: `{command}` exited with status {status}{}",
+        tail_block(output_tail)
+    )]
+    CommandFailed {
+        board: String,
+        command: String,
+        status: i32,
+        output_tail: String,
+    },
+    #[error(
+        "{board}: `{user}` cannot use sudo without a password. On the board, run \
+         `echo '{user} ALL=(ALL) NOPASSWD: ALL' | sudo tee /etc/sudoers.d/lab`, or log in as root"
+    )]
+    NoSudo { board: String, user: String },
+}
+
+fn tail_block(tail: &str) -> String {
+    if tail.trim().is_empty() {
+        String::new()
+    } else {
+        let indented: Vec<String> = tail.lines().map(|l| format!("    | {l}")).collect();
+        format!("; last output:\n{}", indented.join("\n"))
+    }
+}
+
+/// The last `n` lines of `text`.
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
