@@ -118,3 +118,41 @@ fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// The role engines boards run (DESIGN.md section 5), from the distribution.
+pub const ENGINES: &[Requirement] = &[
+    Requirement {
+        package: "nginx-light",
+        provides: "/usr/sbin/nginx",
+        why: "the load balancer role",
+    },
+    Requirement {
+        package: "memcached",
+        provides: "/usr/bin/memcached",
+        why: "the cache role",
+    },
+    Requirement {
+        package: "mariadb-server",
+        provides: "/usr/sbin/mariadbd",
+        why: "the database roles",
+    },
+];
+
+/// Tools the test suite drives as a user would: Prometheus' checker, a browser, a terminal.
+pub const TEST_TOOLS: &[Requirement] = &[
+    Requirement {
+        package: "prometheus",
+        provides: "/usr/bin/promtool",
+        why: "checks the Prometheus exposition",
+    },
+    Requirement {
+        package: "chromium",
+        provides: "/usr/bin/chromium",
+        why: "loads the dashboard in a real browser",
+    },
+    Requirement {
+        package: "tmux",
+        provides: "/usr/bin/tmux",
+        why: "runs `lab top` in a real terminal",
+    },
+];

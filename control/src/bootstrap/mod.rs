@@ -220,6 +220,8 @@ async fn bootstrap_board(
     progress: &Progress,
 ) -> Result<BoardDone, String> {
     let target = ctx.ssh_target(board);
+    let t0 = Instant::now();
+    let step = |what: &str| tracing::debug!(board = %board.name, at_ms = t0.elapsed().as_millis() as u64, "{what}");
     progress.set(
         &board.name,
         format!(
@@ -234,6 +236,7 @@ async fn bootstrap_board(
         .map_err(|e| format!("SSH task failed: {e}"))?
         .map_err(|e| format!("{e}"))?;
     let conn = Arc::new(conn);
+    step("connected and authenticated");
     let pinned_fingerprint = match verdict {
         HostKeyVerdict::PinnedNow { fingerprint } => {
             progress.note(&format!(
@@ -353,6 +356,7 @@ async fn bootstrap_board(
         .await?;
     }
 
+    step("files compared and uploaded");
     let restart = agent_uploaded || !files_changed.is_empty();
     progress.set(
         &board.name,
@@ -363,11 +367,20 @@ async fn bootstrap_board(
         },
     );
     let unit_changed = files_changed.iter().any(|f| f == board_paths::SYSTEMD_UNIT);
-    let start = start_command(probe.init, restart, unit_changed).sudo(sudo);
-    ssh_step(conn.clone(), move |c| c.run_ok(&start)).await?;
-
+    // Nothing changed and the agent already answers as this board: nothing to start.
+    let already_healthy = !restart
+        && matches!(
+            client.health(&target.host, lab_api::DEFAULT_AGENT_PORT).await,
+            Ok(h) if h.board == board.name
+        );
+    if !already_healthy {
+        let start = start_command(probe.init, restart, unit_changed).sudo(sudo);
+        ssh_step(conn.clone(), move |c| c.run_ok(&start)).await?;
+    }
+    step("start command done");
     progress.set(&board.name, "waiting for the agent's mTLS health answer");
     let health = wait_healthy(client, &target.host, &board.name).await?;
+    step("healthy");
     Ok(BoardDone {
         machine: probe.machine,
         os: probe.os,

@@ -135,6 +135,31 @@ pub fn load_inventory(arg: &InventoryArg) -> anyhow::Result<Inventory> {
     Ok(inventory::load(&path)?)
 }
 
+/// How the user should type `lab` to run this same binary: `lab` when that is what PATH
+/// finds, else its path (relative to the current directory when shorter).
+pub fn lab_command() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "lab".into();
+    };
+    let on_path = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .any(|d| d.join("lab").canonicalize().ok() == exe.canonicalize().ok())
+        })
+        .unwrap_or(false);
+    if on_path {
+        return "lab".into();
+    }
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| {
+            exe.strip_prefix(&cwd)
+                .ok()
+                .map(|p| format!("./{}", p.display()))
+        })
+        .unwrap_or_else(|| exe.display().to_string())
+}
+
 fn default_inventory() -> Option<PathBuf> {
     let here = PathBuf::from("inventory/virtual.toml");
     if here.exists() {

@@ -44,20 +44,45 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     let reports = super::bootstrap::run_bootstrap(ctx.clone(), &[]).await;
     let code = super::bootstrap::report(&reports);
-    let inv_arg = format!("-i {}", inv_path.display());
-    println!();
-    println!("Where to look:");
-    println!("  lab status {inv_arg}          every board, as its agent reports it (mTLS)");
-    println!("  lab status {inv_arg} --json   the same, for scripts");
+    let lab = super::lab_command();
+    let inv = match &args.inventory.inventory {
+        Some(_) => format!(" -i {}", inv_path.display()),
+        None => String::new(),
+    };
+    let mut lines = vec![
+        (
+            format!("{lab} status{inv}"),
+            "every board, as its agent reports it over mTLS".to_string(),
+        ),
+        (
+            format!("{lab} status{inv} --json"),
+            "the same, for scripts".to_string(),
+        ),
+    ];
     if ctx.inventory.is_virtual() {
         if let Some(b) = ctx.inventory.boards.last() {
-            println!(
-                "  lab kill {inv_arg} {}        pull a board's plug; `lab restart` brings it back",
-                b.name
-            );
+            lines.push((
+                format!("{lab} kill{inv} {}", b.name),
+                format!(
+                    "pull {}'s plug; `{lab} restart{inv} {}` powers it back on",
+                    b.name, b.name
+                ),
+            ));
         }
-        println!("  lab down {inv_arg}            stop everything and remove the virtual boards");
+        lines.push((
+            format!("{lab} down{inv}"),
+            "stop everything, remove the virtual boards".to_string(),
+        ));
     }
-    println!("  state: {}", ctx.state.root().display());
+    let width = lines.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+    println!();
+    println!("Where to look:");
+    for (cmd, what) in &lines {
+        println!("  {cmd:<width$}   {what}");
+    }
+    println!(
+        "  (cluster state, CA and pinned host keys: {})",
+        ctx.state.root().display()
+    );
     Ok(code)
 }

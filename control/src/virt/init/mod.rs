@@ -1,9 +1,10 @@
 //! `lab board-init`: PID 1 of a virtual board. Started by the host side inside fresh network,
 //! PID, mount, UTS and IPC namespaces, it records its host PID, sets the hostname, builds the
-//! board's mounts ([`mounts`]), installs sshd's files, chroots into the rootfs if the board has
+//! board's mounts (`mounts`), installs sshd's files, chroots into the rootfs if the board has
 //! one, then behaves like an init: runs sshd, reaps every child, restarts sshd when it dies,
 //! and on SIGTERM stops everything and exits (which makes the kernel kill whatever is left in
-//! the board's PID namespace).
+//! the board's PID namespace). Like an enabled unit on a real board, an installed agent is
+//! started at boot.
 
 pub mod args;
 mod mounts;
@@ -171,9 +172,32 @@ fn start_sshd() -> Result<Sshd> {
     })
 }
 
+/// What an enabled service does on a real board at boot: if bootstrap installed an agent and
+/// its config, start it (it detaches and supervises itself; this init reaps what it leaves).
+/// A board that was never bootstrapped has neither file and boots bare.
+fn start_boot_services() {
+    let bin = Path::new(lab_api::board_paths::AGENT_BIN);
+    let config = Path::new(lab_api::board_paths::CONFIG);
+    if !(bin.exists() && config.exists()) {
+        return;
+    }
+    let started = Command::new(bin)
+        .args(["start", "--config", lab_api::board_paths::CONFIG])
+        .env_clear()
+        .env("PATH", SSHD_PATH)
+        .stdin(Stdio::null())
+        .status();
+    match started {
+        Ok(status) if status.success() => eprintln!("lab board-init: started lab-agent"),
+        Ok(status) => eprintln!("lab board-init: lab-agent start exited with {status}"),
+        Err(e) => eprintln!("lab board-init: cannot start lab-agent: {e}"),
+    }
+}
+
 /// The init loop: wait for signals, reap children, keep sshd running, stop on request.
 fn supervise(signals: &SigSet) -> Result<()> {
     let mut sshd = start_sshd()?;
+    start_boot_services();
     let mut quick_exits = 0u32;
     loop {
         let signal = signals.wait().context("wait for signals")?;
