@@ -271,22 +271,31 @@ pub(crate) fn wait_ready(
     }
 }
 
-/// SIGKILL the board's init (the kernel then kills every process of its PID namespace) and,
-/// with `strays`, any other process whose arguments name the board directory (an init that
-/// never recorded its PID, its `unshare`). Waits until they are gone. The caller cuts the
-/// link first.
+/// SIGKILL the board's init (the kernel then kills every process of its PID namespace) and
+/// wait until it is gone. With `strays`, also any other init of this board directory (one that
+/// never recorded its PID) and then whatever still names the directory (an `unshare` that
+/// outlived its init). Inits go first, so their `unshare` parents can reap them. The caller
+/// cuts the link first.
 pub(crate) fn kill_processes(
     spec: &VirtualClusterSpec,
     board: &str,
     strays: bool,
 ) -> Result<(), VirtError> {
-    let dir = spec.board_dir(board);
-    let dir_arg = dir_arg(&dir);
-    let mut victims: Vec<u32> = running_pid(spec, board).into_iter().collect();
+    let dir_arg = dir_arg(&spec.board_dir(board));
+    let mut inits: Vec<u32> = running_pid(spec, board).into_iter().collect();
     if strays {
-        victims.extend(procfs::processes_mentioning(&dir_arg));
+        inits.extend(procfs::board_inits(&dir_arg));
+        inits.dedup();
     }
-    for &pid in &victims {
+    sigkill_and_wait(spec, board, &inits)?;
+    if strays {
+        sigkill_and_wait(spec, board, &procfs::processes_mentioning(&dir_arg))?;
+    }
+    Ok(())
+}
+
+fn sigkill_and_wait(spec: &VirtualClusterSpec, board: &str, pids: &[u32]) -> Result<(), VirtError> {
+    for &pid in pids {
         let Ok(raw) = i32::try_from(pid) else {
             continue;
         };
@@ -304,18 +313,13 @@ pub(crate) fn kill_processes(
     }
     let deadline = Instant::now() + STOP_TIMEOUT;
     loop {
-        let alive: Vec<u32> = victims
+        let alive: Vec<u32> = pids
             .iter()
             .copied()
             .filter(|pid| procfs::is_alive(*pid))
-            .chain(if strays {
-                procfs::processes_mentioning(&dir_arg)
-            } else {
-                Vec::new()
-            })
             .collect();
         if alive.is_empty() {
-            wait_reaped(&victims);
+            wait_reaped(pids);
             return Ok(());
         }
         if Instant::now() >= deadline {

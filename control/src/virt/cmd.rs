@@ -32,7 +32,7 @@ impl CommandLine {
     pub fn display(&self) -> String {
         std::iter::once(self.program.as_str())
             .chain(self.args.iter().map(String::as_str))
-            .map(quote_for_display)
+            .map(|w| crate::ssh::command::quote(w))
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -72,18 +72,6 @@ pub(crate) fn tail(text: &str, lines: usize) -> String {
         return "(no output)".to_owned();
     }
     kept[kept.len().saturating_sub(lines)..].join("\n")
-}
-
-fn quote_for_display(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c));
-    if plain {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@
 //! `spawn_blocking`. Module map:
 //! - [`spec`]: the cluster and board specs, their validation and on-disk layout.
 //! - [`names`]: bridge, veth and namespace names derived from (cluster, board).
-//! - [`net`] (private): bridge, veth and netns plumbing; partition and heal.
-//! - [`board`] (private): disk preparation, spawning, readiness and power cut of one board.
+//! - `net` (private): bridge, veth and netns plumbing; partition and heal.
+//! - `board` (private): disk preparation, spawning, readiness and power cut of one board.
 //! - [`init`]: `lab board-init`, the board's PID 1 (mounts, hostname, sshd supervision).
 //! - [`sshd`]: the board's sshd configuration.
 //! - [`error`]: [`VirtError`] and what it carries.

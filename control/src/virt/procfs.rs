@@ -70,6 +70,16 @@ pub(crate) fn running_init(pid_file: &Path, board_dir: &str) -> Option<u32> {
 
 /// Every live process one of whose arguments is exactly `board_dir`.
 pub(crate) fn processes_mentioning(board_dir: &str) -> Vec<u32> {
+    scan(|args| mentions(args, board_dir))
+}
+
+/// Every live process that is a board init of `board_dir`.
+pub(crate) fn board_inits(board_dir: &str) -> Vec<u32> {
+    scan(|args| is_board_init(args, board_dir))
+}
+
+/// Live processes (other than this one) whose arguments satisfy `pred`.
+fn scan(pred: impl Fn(&[String]) -> bool) -> Vec<u32> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -78,7 +88,7 @@ pub(crate) fn processes_mentioning(board_dir: &str) -> Vec<u32> {
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| *pid != me && is_alive(*pid))
-        .filter(|pid| cmdline(*pid).is_some_and(|args| mentions(&args, board_dir)))
+        .filter(|pid| cmdline(*pid).is_some_and(|args| pred(&args)))
         .collect()
 }
 
