@@ -2,13 +2,21 @@
 //!
 //! Every request must carry [`lab_api::PROTOCOL_HEADER`] equal to
 //! [`lab_api::PROTOCOL_VERSION`]; anything else is refused with `409 Conflict` before routing,
-//! so a stale agent or a stale `lab` says so instead of half-working. Every non-2xx answer has
-//! an [`ApiError`] JSON body, unknown paths and wrong methods included.
+//! so a stale agent or a stale `lab` says so instead of half-working, except on
+//! [`paths::METRICS`], which Prometheus scrapes without our header (mTLS still applies).
+//! Every non-2xx answer has an [`ApiError`] JSON body, unknown paths and wrong methods
+//! included.
+//!
+//! - `GET /v1/health`: [`Health`], from the sampler's latest sample.
+//! - `GET /v1/samples/stream`: NDJSON samples ([`crate::stream`]).
+//! - `GET /metrics`: Prometheus text of the latest sample ([`lab_api::prometheus`]).
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -18,7 +26,8 @@ use lab_api::{paths, ApiError, Health, PROTOCOL_HEADER, PROTOCOL_VERSION};
 use tokio::sync::watch;
 
 use crate::host::{BootClock, HostFacts};
-use crate::sampler::Sample;
+use crate::sampler::Latest;
+use crate::stream::SampleStream;
 
 /// What handlers share: fixed facts, clocks and the sampler's latest values.
 #[derive(Clone)]
@@ -27,13 +36,13 @@ pub struct AppState {
     facts: Arc<HostFacts>,
     boot: BootClock,
     started: Instant,
-    samples: watch::Receiver<Sample>,
+    samples: watch::Receiver<Latest>,
 }
 
 impl AppState {
     /// State for board `board`, reading the host facts now; `started` is when the agent
     /// process started.
-    pub fn new(board: &str, started: Instant, samples: watch::Receiver<Sample>) -> Self {
+    pub fn new(board: &str, started: Instant, samples: watch::Receiver<Latest>) -> Self {
         AppState {
             board: board.into(),
             facts: Arc::new(HostFacts::read()),
@@ -44,7 +53,8 @@ impl AppState {
     }
 
     fn health(&self) -> Health {
-        let sample = *self.samples.borrow();
+        let sample = self.samples.borrow().sample.clone();
+        let host = &sample.host;
         Health {
             protocol_version: PROTOCOL_VERSION,
             agent_version: crate::VERSION.to_string(),
@@ -55,10 +65,12 @@ impl AppState {
             kernel: self.facts.kernel.clone(),
             uptime_secs: self.boot.uptime_secs(),
             agent_uptime_secs: self.started.elapsed().as_secs(),
-            cpu_percent: sample.cpu_percent,
-            cpu_count: sample.cpu_count,
-            mem_used_bytes: sample.mem_used_bytes,
-            mem_total_bytes: sample.mem_total_bytes,
+            cpu_percent: host.cpu_percent,
+            cpu_count: u32::try_from(host.cpu_per_core.len()).unwrap_or(u32::MAX),
+            mem_used_bytes: host
+                .mem_total_bytes
+                .saturating_sub(host.mem_available_bytes),
+            mem_total_bytes: host.mem_total_bytes,
         }
     }
 }
@@ -67,6 +79,8 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route(paths::HEALTH, get(health))
+        .route(paths::SAMPLES_STREAM, get(samples_stream))
+        .route(paths::METRICS, get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(require_protocol))
@@ -75,6 +89,17 @@ pub fn router(state: AppState) -> Router {
 
 async fn health(State(state): State<AppState>) -> Json<Health> {
     Json(state.health())
+}
+
+async fn samples_stream(State(state): State<AppState>) -> Response {
+    let body = Body::new(SampleStream::new(state.samples.clone()));
+    ([(CONTENT_TYPE, "application/x-ndjson")], body).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let sample = state.samples.borrow().sample.clone();
+    let text = lab_api::prometheus::render(&[(&state.board, &sample)], false);
+    ([(CONTENT_TYPE, lab_api::prometheus::CONTENT_TYPE)], text).into_response()
 }
 
 async fn not_found(request: Request) -> Response {
@@ -96,6 +121,9 @@ async fn method_not_allowed(request: Request) -> Response {
 }
 
 async fn require_protocol(request: Request, next: Next) -> Response {
+    if request.uri().path() == paths::METRICS {
+        return next.run(request).await; // Prometheus cannot send our header
+    }
     match check_protocol(request.headers().get(PROTOCOL_HEADER)) {
         Ok(()) => next.run(request).await,
         Err(message) => {

@@ -94,7 +94,7 @@ fn init_age_secs() -> Option<f64> {
 
 /// `sysconf(_SC_CLK_TCK)`; 100 (the Linux `USER_HZ` on every architecture we build for) if
 /// it cannot be read.
-fn clock_ticks_per_sec() -> u64 {
+pub fn clock_ticks_per_sec() -> u64 {
     match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
         Ok(Some(ticks)) if ticks > 0 => ticks as u64,
         _ => 100,

@@ -14,9 +14,14 @@
 //!   certificates required, signed by the cluster CA, with the clientAuth usage.
 //! - [`server`]: the accept loop: TCP, TLS handshake with a timeout, HTTP/1 per connection,
 //!   graceful shutdown through a [`tokio_util::sync::CancellationToken`].
-//! - [`api`]: the axum router: the protocol-version check, `GET /v1/health`, JSON errors.
-//! - [`sampler`]: a background task sampling CPU and memory every second into shared state,
-//!   so a health request never waits for a measurement.
+//! - [`api`]: the axum router: the protocol-version check, `GET /v1/health`, the samples
+//!   stream, `GET /metrics` (Prometheus text via [`lab_api::prometheus`]), JSON errors.
+//! - [`stream`]: the NDJSON body of the samples stream, fed by the sampler's watch channel.
+//! - [`sampler`]: the one background task sampling host and roles every second into a
+//!   watch channel, so no request ever waits for a measurement.
+//! - [`hostmetrics`]: reads `/proc` and `/sys` into a host sample (parsers in
+//!   [`hostmetrics::parse`]).
+//! - [`collect`]: role collectors, one module per engine (nginx, memcached, mariadb).
 //! - [`host`]: facts about the board (hostname, OS, kernel, boot age), read once.
 //! - [`procfs`]: pure parsers for the `/proc` and `/etc` files the agent reads, unit tested on
 //!   captured text.
@@ -32,14 +37,17 @@ pub mod api;
 pub mod backoff;
 pub mod cli;
 pub mod cmd;
+pub mod collect;
 pub mod config;
 pub mod host;
+pub mod hostmetrics;
 pub mod logging;
 pub mod pidfile;
 pub mod procfs;
 pub mod sampler;
 pub mod server;
 pub mod shutdown;
+pub mod stream;
 pub mod tls;
 
 /// Version of this agent, as reported in [`lab_api::Health::agent_version`].

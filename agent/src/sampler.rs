@@ -1,41 +1,91 @@
-//! Background sampling of CPU and memory use.
+//! The one sampling task: every [`INTERVAL`] it reads the host ([`crate::hostmetrics`]) and
+//! asks every role collector concurrently ([`crate::collect`]), then publishes a
+//! [`lab_api::metrics::Sample`] on a watch channel.
 //!
-//! One task owns a [`sysinfo::System`], refreshes it every [`INTERVAL`] and publishes a
-//! [`Sample`] on a watch channel. Readers (the health handler) take the latest value and never
-//! wait for a measurement; CPU use needs two readings some time apart, which is exactly what a
-//! periodic task gives.
+//! All readers (health, every samples stream, `/metrics`) take the latest value from the
+//! channel: nobody samples on demand, a slow reader only ever skips to the newest sample, and
+//! the sample is serialized to its NDJSON line once, here, not once per client.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sysinfo::System;
+use bytes::Bytes;
+use lab_api::metrics::Sample;
+use lab_api::CollectorConfig;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::collect::{self, Collector};
+use crate::hostmetrics::HostSampler;
+
 /// Time between two samples.
 pub const INTERVAL: Duration = Duration::from_secs(1);
 
-/// The latest host measurements.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Sample {
-    /// Whole-machine CPU use over the last interval, 0..=100 (0 until the second sample).
-    pub cpu_percent: f32,
-    pub cpu_count: u32,
-    pub mem_used_bytes: u64,
-    pub mem_total_bytes: u64,
+/// The latest sample and its NDJSON line (JSON plus `\n`).
+#[derive(Debug, Clone)]
+pub struct Latest {
+    pub sample: Arc<Sample>,
+    pub line: Bytes,
 }
 
-/// Starts the sampler on `tracker`; it stops when `shutdown` is cancelled. The receiver holds
-/// a first sample (memory and CPU count) as soon as this returns.
-pub fn spawn(tracker: &TaskTracker, shutdown: CancellationToken) -> watch::Receiver<Sample> {
-    let mut system = match System::new() {
-        Ok(system) => system,
-        Err(err) => {
-            log::error!("cannot sample CPU and memory ({err}); health will report zeros");
-            return watch::channel(Sample::default()).1;
+impl Latest {
+    fn new(sample: Sample) -> Self {
+        let mut line = serde_json::to_vec(&sample).unwrap_or_else(|err| {
+            log::error!("cannot serialize sample {}: {err}", sample.seq);
+            b"{}".to_vec()
+        });
+        line.push(b'\n');
+        Latest {
+            sample: Arc::new(sample),
+            line: Bytes::from(line),
         }
+    }
+}
+
+/// The sampler's state between ticks.
+struct Sampler {
+    board: String,
+    seq: u64,
+    host: HostSampler,
+    collectors: Vec<Collector>,
+}
+
+impl Sampler {
+    async fn sample(&mut self) -> Sample {
+        let timestamp_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let host = self.host.sample();
+        let roles = collect::collect_all(&mut self.collectors).await;
+        let sample = Sample {
+            board: self.board.clone(),
+            seq: self.seq,
+            timestamp_ms,
+            host,
+            roles,
+        };
+        self.seq += 1;
+        sample
+    }
+}
+
+/// Takes the first sample (roles included, each bounded by [`collect::TIMEOUT`]), then
+/// starts the sampler on `tracker`; it stops when `shutdown` is cancelled, which closes the
+/// channel and so ends every stream.
+pub async fn spawn(
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
+    board: &str,
+    collectors: &[CollectorConfig],
+) -> watch::Receiver<Latest> {
+    let mut sampler = Sampler {
+        board: board.to_string(),
+        seq: 0,
+        host: HostSampler::new(),
+        collectors: collectors.iter().cloned().map(Collector::new).collect(),
     };
-    let first = measure(&mut system);
+    let first = Latest::new(sampler.sample().await);
     let (tx, rx) = watch::channel(first);
     tracker.spawn(async move {
         let mut ticks = tokio::time::interval(INTERVAL);
@@ -45,27 +95,17 @@ pub fn spawn(tracker: &TaskTracker, shutdown: CancellationToken) -> watch::Recei
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = ticks.tick() => {
-                    let sample = measure(&mut system);
-                    if tx.send(sample).is_err() {
-                        break; // nobody listens any more
-                    }
+                    let sample = tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        sample = sampler.sample() => sample,
+                    };
+                    tx.send_replace(Latest::new(sample));
                 }
             }
         }
         log::debug!("sampler stopped");
     });
     rx
-}
-
-fn measure(system: &mut System) -> Sample {
-    system.refresh_cpu_usage();
-    system.refresh_memory();
-    Sample {
-        cpu_percent: system.global_cpu_usage().clamp(0.0, 100.0),
-        cpu_count: u32::try_from(system.cpus().len()).unwrap_or(u32::MAX),
-        mem_used_bytes: system.used_memory(),
-        mem_total_bytes: system.total_memory(),
-    }
 }
 
 #[cfg(test)]
@@ -76,15 +116,30 @@ mod tests {
     async fn first_sample_is_immediate_and_sampler_stops() {
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
-        let rx = spawn(&tracker, shutdown.clone());
-        let sample = *rx.borrow();
-        assert!(sample.cpu_count > 0);
-        assert!(sample.mem_total_bytes > 0);
-        assert!(sample.mem_used_bytes <= sample.mem_total_bytes);
+        let down = CollectorConfig {
+            role: "cache".into(),
+            engine: "memcached".into(),
+            address: "127.0.0.1:1".into(),
+        };
+        let mut rx = spawn(&tracker, shutdown.clone(), "pi-x", &[down]).await;
+        let latest = rx.borrow_and_update().clone();
+        assert_eq!(latest.sample.board, "pi-x");
+        assert_eq!(latest.sample.seq, 0);
+        assert!(!latest.sample.host.cpu_per_core.is_empty());
+        assert!(latest.sample.host.mem_total_bytes > 0);
+        assert_eq!(latest.sample.roles.len(), 1);
+        assert!(!latest.sample.roles[0].up);
+        assert!(latest.line.ends_with(b"\n"));
+        let parsed: Sample = serde_json::from_slice(&latest.line).expect("NDJSON line");
+        assert_eq!(&parsed, latest.sample.as_ref());
         shutdown.cancel();
         tracker.close();
         tokio::time::timeout(Duration::from_secs(5), tracker.wait())
             .await
             .expect("sampler did not stop on shutdown");
+        assert!(
+            rx.changed().await.is_err(),
+            "channel closed with the sampler"
+        );
     }
 }

@@ -51,6 +51,7 @@ pub struct Server {
     local_addr: SocketAddr,
     acceptor: TlsAcceptor,
     board: String,
+    collectors: Vec<lab_api::CollectorConfig>,
 }
 
 impl Server {
@@ -74,6 +75,7 @@ impl Server {
             local_addr,
             acceptor: TlsAcceptor::from(tls),
             board: config.board.clone(),
+            collectors: config.collectors.clone(),
         })
     }
 
@@ -87,7 +89,8 @@ impl Server {
     pub async fn run(self, shutdown: CancellationToken) {
         let started = Instant::now();
         let tracker = TaskTracker::new();
-        let samples = sampler::spawn(&tracker, shutdown.clone());
+        let samples =
+            sampler::spawn(&tracker, shutdown.clone(), &self.board, &self.collectors).await;
         let app = api::router(AppState::new(&self.board, started, samples));
         log::info!(
             "lab-agent {} serving board {} on https://{} (mutual TLS)",

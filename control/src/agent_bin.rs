@@ -449,22 +449,65 @@ pub fn ensure_agent(triple: &str) -> Result<PathBuf, AgentBinError> {
 impl SearchRoots {
     /// [`ensure_agent`] with these roots.
     pub fn ensure(&self, triple: &str) -> Result<PathBuf, AgentBinError> {
-        match self.locate(triple) {
-            Err(AgentBinError::NotFound { .. }) => {}
-            other => return other,
+        let workspace = self.workspace_roots().into_iter().next();
+        let usable = |found: &Result<PathBuf, AgentBinError>| match (found, &workspace) {
+            (Err(AgentBinError::NotFound { .. }), _) => false,
+            // A binary built in this checkout must not be older than the agent's sources.
+            (Ok(path), Some(ws)) if path.starts_with(ws) => !is_stale(path, ws),
+            _ => true,
+        };
+        let found = self.locate(triple);
+        if usable(&found) {
+            return found;
         }
-        let Some(workspace) = self.workspace_roots().into_iter().next() else {
-            return self.locate(triple);
+        let Some(workspace) = workspace.clone() else {
+            return found;
         };
         // A poisoned lock only means another build panicked; building again is still correct.
         let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        match self.locate(triple) {
-            Err(AgentBinError::NotFound { .. }) => {}
-            other => return other,
+        let found = self.locate(triple);
+        if usable(&found) {
+            return found;
         }
         run_build_script(&workspace, triple)?;
-        self.locate(triple)
+        let path = self.locate(triple)?;
+        // A no-op cargo build leaves the old mtime; mark the binary as checked now.
+        if let Ok(f) = std::fs::File::options().write(true).open(&path) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
+        Ok(path)
     }
+}
+
+/// Whether `binary` is older than the newest agent source of the checkout at `workspace`
+/// (`agent/**/*.rs`, `agent/**/Cargo.toml`, `Cargo.lock`).
+fn is_stale(binary: &Path, workspace: &Path) -> bool {
+    let Ok(built) = std::fs::metadata(binary).and_then(|m| m.modified()) else {
+        return true;
+    };
+    newest_source(workspace).is_some_and(|newest| newest > built)
+}
+
+fn newest_source(workspace: &Path) -> Option<std::time::SystemTime> {
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut newest = mtime(&workspace.join("Cargo.lock"));
+    let mut dirs = vec![workspace.join("agent")];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                || path.file_name().is_some_and(|n| n == "Cargo.toml")
+            {
+                newest = newest.max(mtime(&path));
+            }
+        }
+    }
+    newest
 }
 
 /// Run the build script for one triple, streaming its output to stderr.

@@ -46,6 +46,8 @@ pub enum AgentClientError {
         status: u16,
         message: String,
     },
+    #[error("{addr}: {message}")]
+    Protocol { addr: String, message: String },
     #[error("{addr}: unreadable answer")]
     Decode {
         addr: String,
@@ -177,6 +179,156 @@ impl AgentClient {
             });
         }
         Ok(body)
+    }
+}
+
+/// Longest line a [`LineStream`] accepts (a sample is a few KB).
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// The body of a streaming answer (e.g. [`lab_api::paths::SAMPLES_STREAM`]), read line by
+/// line. Dropping it closes the connection.
+pub struct LineStream {
+    addr: String,
+    body: hyper::body::Incoming,
+    buf: Vec<u8>,
+    /// Start of the not yet returned bytes in `buf`.
+    start: usize,
+    conn_task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for LineStream {
+    fn drop(&mut self) {
+        self.conn_task.abort();
+    }
+}
+
+impl LineStream {
+    /// The next line (without its newline); `None` when the agent ended the stream. No
+    /// timeout here: the caller decides how long silence may last.
+    pub async fn next_line(&mut self) -> Result<Option<Vec<u8>>, AgentClientError> {
+        loop {
+            if let Some(pos) = self.buf[self.start..].iter().position(|b| *b == b'\n') {
+                let line = self.buf[self.start..self.start + pos].to_vec();
+                self.start += pos + 1;
+                return Ok(Some(line));
+            }
+            if self.start > 0 {
+                self.buf.drain(..self.start);
+                self.start = 0;
+            }
+            if self.buf.len() > MAX_LINE_BYTES {
+                return Err(AgentClientError::Protocol {
+                    addr: self.addr.clone(),
+                    message: format!("stream line longer than {MAX_LINE_BYTES} bytes"),
+                });
+            }
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(Err(source)) => {
+                    return Err(AgentClientError::Http {
+                        addr: self.addr.clone(),
+                        source,
+                    })
+                }
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl AgentClient {
+    /// GET `path` and return its body as a stream of lines once the answer's head arrived
+    /// (connect, handshake and head within the client's timeout). A non-2xx answer is an
+    /// error carrying the agent's message.
+    pub async fn get_lines(
+        &self,
+        host: &str,
+        port: u16,
+        path: &str,
+    ) -> Result<LineStream, AgentClientError> {
+        let addr = format!("{}:{port}", bracket_v6(host));
+        match tokio::time::timeout(self.timeout, self.open_stream(host, &addr, path)).await {
+            Ok(result) => result,
+            Err(_) => Err(AgentClientError::Timeout {
+                addr,
+                timeout: self.timeout,
+            }),
+        }
+    }
+
+    async fn open_stream(
+        &self,
+        host: &str,
+        addr: &str,
+        path: &str,
+    ) -> Result<LineStream, AgentClientError> {
+        let server_name = ServerName::try_from(host.to_string())
+            .map_err(|e| AgentClientError::Tls(format!("{host}: {e}")))?;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|source| AgentClientError::Connect {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let tls = self
+            .connector
+            .connect(server_name, tcp)
+            .await
+            .map_err(|source| AgentClientError::Handshake {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let http = |source| AgentClientError::Http {
+            addr: addr.to_string(),
+            source,
+        };
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(http)?;
+        let conn_task = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = hyper::Request::get(path)
+            .header(hyper::header::HOST, host)
+            .header(
+                lab_api::PROTOCOL_HEADER,
+                lab_api::PROTOCOL_VERSION.to_string(),
+            )
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| AgentClientError::Tls(e.to_string()))?;
+        let resp = match sender.send_request(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                conn_task.abort();
+                return Err(http(e));
+            }
+        };
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.into_body().collect().await.map_err(http);
+            conn_task.abort();
+            let body = body?.to_bytes();
+            let message = serde_json::from_slice::<lab_api::ApiError>(&body)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(200).collect());
+            return Err(AgentClientError::Status {
+                addr: addr.to_string(),
+                status: status.as_u16(),
+                message,
+            });
+        }
+        Ok(LineStream {
+            addr: addr.to_string(),
+            body: resp.into_body(),
+            buf: Vec::new(),
+            start: 0,
+            conn_task,
+        })
     }
 }
 

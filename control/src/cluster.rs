@@ -32,7 +32,10 @@ impl ClusterContext {
             ensure_managed_key(&state.ssh_key(), &inventory.cluster.name)?;
         }
         let user_known_hosts = crate::inventory::home_dir().map(|h| h.join(".ssh/known_hosts"));
-        let host_keys = Arc::new(HostKeyStore::new(state.known_hosts(), user_known_hosts));
+        let forget = format!("lab forget-host-key -i {}", inventory.path.display());
+        let host_keys = Arc::new(
+            HostKeyStore::new(state.known_hosts(), user_known_hosts).with_forget_command(forget),
+        );
         Ok(Self {
             ssh_config: crate::ssh::target::load_user_ssh_config(),
             inventory,
@@ -172,6 +175,12 @@ pub fn destroy_virtual_boards(ctx: &ClusterContext, purge: bool) -> anyhow::Resu
     let spec = virtual_spec(ctx)?;
     if purge {
         crate::virt::purge(&spec)?;
+        // The boards' host keys went with their disks; lab made those keys itself, so their
+        // pins go too (the next boards get new keys and are pinned afresh).
+        for b in &ctx.inventory.boards {
+            let target = ctx.ssh_target(b);
+            ctx.host_keys.forget(&target.host, target.port)?;
+        }
     } else {
         crate::virt::down(&spec)?;
     }

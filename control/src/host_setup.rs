@@ -65,6 +65,9 @@ pub const ARM64_BOARDS: &[Requirement] = &[
 
 /// Install whatever of `reqs` is missing. `say` receives one line per action.
 pub fn ensure(reqs: &[Requirement], say: &mut dyn FnMut(&str)) -> anyhow::Result<()> {
+    // One installer at a time in this process; apt-get itself waits for other processes.
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     let missing: Vec<&Requirement> = reqs
         .iter()
         .filter(|r| !Path::new(r.provides).exists())
@@ -138,21 +141,23 @@ pub const ENGINES: &[Requirement] = &[
     },
 ];
 
-/// Tools the test suite drives as a user would: Prometheus' checker, a browser, a terminal.
-pub const TEST_TOOLS: &[Requirement] = &[
-    Requirement {
-        package: "prometheus",
-        provides: "/usr/bin/promtool",
-        why: "checks the Prometheus exposition",
-    },
-    Requirement {
-        package: "chromium",
-        provides: "/usr/bin/chromium",
-        why: "loads the dashboard in a real browser",
-    },
-    Requirement {
-        package: "tmux",
-        provides: "/usr/bin/tmux",
-        why: "runs `lab top` in a real terminal",
-    },
-];
+/// Prometheus' `promtool`, which checks the Prometheus exposition.
+pub const PROMTOOL: Requirement = Requirement {
+    package: "prometheus",
+    provides: "/usr/bin/promtool",
+    why: "checks the Prometheus exposition",
+};
+
+/// A real browser, to load the dashboard as a user does.
+pub const CHROMIUM: Requirement = Requirement {
+    package: "chromium",
+    provides: "/usr/bin/chromium",
+    why: "loads the dashboard in a real browser",
+};
+
+/// A real terminal multiplexer, to drive `lab top` as a user does.
+pub const TMUX: Requirement = Requirement {
+    package: "tmux",
+    provides: "/usr/bin/tmux",
+    why: "runs `lab top` in a real terminal",
+};

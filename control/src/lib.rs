@@ -13,6 +13,9 @@
 //! - [`cluster`]: everything a command needs about one cluster, opened once.
 //! - [`host_setup`]: install the Debian packages this host needs, saying so.
 //! - [`rootfs`]: the cached arm64 Debian root that emulated arm64 boards run.
+//! - [`metrics`]: samples streamed by agents: store, history, liveness, events, exposition.
+//! - [`web`]: `lab serve`'s HTTP API, Prometheus endpoint and embedded dashboard (axum).
+//! - [`tui`]: `lab top`'s terminal view: model, pure rendering, terminal guard.
 //! - [`cli`]: one file per subcommand; maps arguments to the modules above.
 
 pub mod agent_bin;
@@ -22,11 +25,14 @@ pub mod cli;
 pub mod cluster;
 pub mod host_setup;
 pub mod inventory;
+pub mod metrics;
 pub mod pki;
 pub mod rootfs;
 pub mod ssh;
 pub mod state;
+pub mod tui;
 pub mod virt;
+pub mod web;
 
 /// Install the process-wide rustls crypto provider (ring). Must run before any TLS config is
 /// built; calling it twice is harmless.

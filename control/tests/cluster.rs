@@ -64,7 +64,7 @@ fn virtual_cluster_lifecycle() {
     let again = cluster.lab_ok(&["bootstrap"]);
     assert_eq!(again.matches("unchanged").count(), 3, "{again}");
     assert!(!again.contains("agent uploaded"), "{again}");
-    assert!(!again.contains("pinned host key"), "{again}");
+    assert!(!again.contains("first contact"), "{again}");
 
     // 4. A changed host key refuses that board (and only that board).
     let known_hosts = cluster.state_dir().join("known_hosts");
@@ -101,7 +101,10 @@ fn virtual_cluster_lifecycle() {
     // Forgetting the key lets the board be pinned again.
     cluster.lab_ok(&["forget-host-key", &victim]);
     let repinned = cluster.lab_ok(&["bootstrap", &victim]);
-    assert!(repinned.contains("pinned host key"), "{repinned}");
+    assert!(
+        repinned.contains("first contact, pinned host key"),
+        "{repinned}"
+    );
 
     // 5. Kill a board: status shows it down, the others stay up.
     let (dead, _) = cluster.boards[2].clone();
@@ -125,6 +128,17 @@ fn virtual_cluster_lifecycle() {
     cluster.lab_ok(&["down"]);
     let left = host_leftovers(&cluster.name);
     assert!(left.is_empty(), "leftovers after down: {left:?}");
+
+    // 7. Purged boards are new boards (new host keys): a fresh `up` pins them again instead
+    //    of refusing them as impostors.
+    cluster.lab_ok(&["down", "--purge"]);
+    let fresh = cluster.lab_ok(&["up"]);
+    assert!(fresh.contains("3/3 boards ok"), "{fresh}");
+    assert_eq!(
+        fresh.matches("first contact, pinned host key").count(),
+        3,
+        "{fresh}"
+    );
 }
 
 #[test]

@@ -77,7 +77,7 @@ impl AgentBinaries {
             return Ok(bin.clone());
         }
         let bin = tokio::task::spawn_blocking(move || -> Result<AgentBinary, String> {
-            let path = crate::agent_bin::ensure_agent(triple).map_err(|e| format!("{e:#}"))?;
+            let path = crate::agent_bin::ensure_agent(triple).map_err(|e| error_chain(&e))?;
             let bytes = std::fs::read(&path)
                 .map_err(|e| format!("cannot read agent {}: {e}", path.display()))?;
             let sha256 = hex::encode(Sha256::digest(&bytes));
@@ -134,12 +134,19 @@ pub async fn bootstrap(
             let name = board.name.clone();
             let _permit = limit.acquire_owned().await;
             let started = Instant::now();
-            let result = bootstrap_board(&ctx, &board, &binaries, &client, &progress)
-                .await
+            let mut attempt = bootstrap_board(&ctx, &board, &binaries, &client, &progress).await;
+            if let Err(e) = &attempt {
+                if e.transient {
+                    progress.note(&format!("{name}: retrying once after: {}", e.message));
+                    attempt = bootstrap_board(&ctx, &board, &binaries, &client, &progress).await;
+                }
+            }
+            let result = attempt
                 .map(|mut done| {
                     done.elapsed = started.elapsed();
                     done
-                });
+                })
+                .map_err(|e| e.message);
             match &result {
                 Ok(done) => progress.set(&name, summary_line(done)),
                 Err(e) => progress.set(&name, format!("FAILED: {}", first_line(e))),
@@ -201,7 +208,48 @@ impl BoardDone {
     }
 }
 
-async fn ssh_step<T, F>(conn: Arc<Connection>, f: F) -> Result<T, String>
+/// Why one board's bootstrap stopped. `transient` marks failures of the SSH channel itself
+/// (not of a command), which a fresh attempt usually gets past.
+#[derive(Debug)]
+struct BoardError {
+    message: String,
+    transient: bool,
+}
+
+impl From<String> for BoardError {
+    fn from(message: String) -> Self {
+        BoardError {
+            message,
+            transient: false,
+        }
+    }
+}
+
+impl From<SshError> for BoardError {
+    fn from(e: SshError) -> Self {
+        let transient = matches!(
+            e,
+            SshError::Io { .. } | SshError::Channel { .. } | SshError::Handshake { .. }
+        );
+        BoardError {
+            message: error_chain(&e),
+            transient,
+        }
+    }
+}
+
+/// An error and its causes, `outer: inner: innermost`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    out
+}
+
+async fn ssh_step<T, F>(conn: Arc<Connection>, f: F) -> Result<T, BoardError>
 where
     T: Send + 'static,
     F: FnOnce(&Connection) -> Result<T, SshError> + Send + 'static,
@@ -209,7 +257,7 @@ where
     tokio::task::spawn_blocking(move || f(&conn))
         .await
         .map_err(|e| format!("SSH task failed: {e}"))?
-        .map_err(|e| format!("{e}"))
+        .map_err(BoardError::from)
 }
 
 async fn bootstrap_board(
@@ -218,7 +266,7 @@ async fn bootstrap_board(
     binaries: &AgentBinaries,
     client: &AgentClient,
     progress: &Progress,
-) -> Result<BoardDone, String> {
+) -> Result<BoardDone, BoardError> {
     let target = ctx.ssh_target(board);
     let t0 = Instant::now();
     let step = |what: &str| tracing::debug!(board = %board.name, at_ms = t0.elapsed().as_millis() as u64, "{what}");
@@ -233,8 +281,7 @@ async fn bootstrap_board(
     let t = target.clone();
     let (conn, verdict) = tokio::task::spawn_blocking(move || Connection::open(&t, &keys))
         .await
-        .map_err(|e| format!("SSH task failed: {e}"))?
-        .map_err(|e| format!("{e}"))?;
+        .map_err(|e| format!("SSH task failed: {e}"))??;
     let conn = Arc::new(conn);
     step("connected and authenticated");
     let pinned_fingerprint = match verdict {

@@ -1,5 +1,6 @@
 //! `lab down`: stop every agent. Virtual boards are destroyed outright (their processes,
 //! namespaces, veths and bridge); real boards get their agent stopped and disabled over SSH.
+//! The control plane (`lab serve`) is stopped first.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,6 +23,10 @@ pub struct DownArgs {
 
 pub async fn run(args: DownArgs) -> anyhow::Result<ExitCode> {
     let inv = super::load_inventory(&args.inventory)?;
+    let grace = std::time::Duration::from_secs(5);
+    if let Some(pid) = super::serve::stop(&inv.cluster.state_dir, grace).await? {
+        println!("control plane (lab serve, pid {pid}) stopped");
+    }
     if inv.is_virtual() {
         let purge = args.purge;
         let ctx = tokio::task::spawn_blocking(move || ClusterContext::open(inv)).await??;

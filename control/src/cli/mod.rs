@@ -5,8 +5,11 @@ mod board;
 mod bootstrap;
 mod down;
 mod forget;
+mod metrics;
 pub mod output;
+mod serve;
 mod status;
+mod top;
 mod up;
 
 use std::path::PathBuf;
@@ -62,6 +65,15 @@ pub enum Command {
     Partition(board::BoardArgs),
     /// Virtual board: plug its network cable back in.
     Heal(board::BoardArgs),
+    /// Run the control plane in the foreground: follow every agent's sample stream, keep an
+    /// hour of history, notice silent boards, serve the dashboard, the HTTP API and
+    /// Prometheus text on --listen (`lab up` starts it in the background).
+    Serve(serve::ServeArgs),
+    /// Metrics kept by the running control plane (`lab metrics export` writes CSV).
+    Metrics(metrics::MetricsArgs),
+    /// Live terminal view of the cluster from the running control plane: every board's
+    /// health, CPU, memory, temperature, network and role figure, with sparklines.
+    Top(top::TopArgs),
     /// Forget a board's pinned SSH host key (after re-flashing it); the next bootstrap pins
     /// the new one.
     ForgetHostKey(forget::ForgetArgs),
@@ -100,6 +112,9 @@ pub fn main() -> ExitCode {
             Command::Restart(a) => board::run(board::Verb::Restart, a).await,
             Command::Partition(a) => board::run(board::Verb::Partition, a).await,
             Command::Heal(a) => board::run(board::Verb::Heal, a).await,
+            Command::Serve(a) => serve::run(a).await,
+            Command::Metrics(a) => metrics::run(a).await,
+            Command::Top(a) => top::run(a).await,
             Command::ForgetHostKey(a) => forget::run(a).await,
             Command::BoardInit { .. } => Ok(ExitCode::FAILURE),
         }
@@ -141,12 +156,13 @@ pub fn lab_command() -> String {
     let Ok(exe) = std::env::current_exe() else {
         return "lab".into();
     };
-    let on_path = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .any(|d| d.join("lab").canonicalize().ok() == exe.canonicalize().ok())
-        })
-        .unwrap_or(false);
+    let exe_real = exe.canonicalize().ok();
+    let on_path = exe_real.is_some()
+        && std::env::var_os("PATH")
+            .map(|p| {
+                std::env::split_paths(&p).any(|d| d.join("lab").canonicalize().ok() == exe_real)
+            })
+            .unwrap_or(false);
     if on_path {
         return "lab".into();
     }

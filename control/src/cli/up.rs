@@ -1,6 +1,7 @@
 //! `lab up`: from nothing to a running cluster. For a virtual inventory: install missing host
 //! packages, build the arm64 root if a board asks for one, create the boards; then bootstrap
-//! every board exactly as `lab bootstrap` does and print where to look.
+//! every board exactly as `lab bootstrap` does, start the control plane (`lab serve`,
+//! detached) and print where to look.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -18,6 +19,10 @@ pub struct UpArgs {
     /// `lab bootstrap`.
     #[arg(long)]
     pub no_bootstrap: bool,
+    /// Where the control plane (`lab serve`, started in the background) serves the
+    /// dashboard and API. Default: 127.0.0.1:7480.
+    #[arg(long, env = super::serve::LISTEN_ENV, value_name = "ADDR")]
+    pub listen: Option<String>,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
@@ -43,13 +48,34 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let reports = super::bootstrap::run_bootstrap(ctx.clone(), &[]).await;
-    let code = super::bootstrap::report(&reports);
+    let mut code = super::bootstrap::report(&reports);
+    let serve =
+        super::serve::start_detached(ctx.state.root(), &inv_path, args.listen.as_deref()).await;
     let lab = super::lab_command();
     let inv = match &args.inventory.inventory {
         Some(_) => format!(" -i {}", inv_path.display()),
         None => String::new(),
     };
-    let mut lines = vec![
+    let mut lines = Vec::new();
+    match &serve {
+        Ok(
+            super::serve::Started::New { addr, .. } | super::serve::Started::Running { addr, .. },
+        ) => {
+            lines.push((
+                format!("dashboard: http://{addr}/"),
+                "live boards, charts and events (Prometheus text: /metrics)".to_string(),
+            ));
+            lines.push((
+                format!("{lab} metrics export{inv} -o metrics.csv"),
+                "the last 5 minutes of every board's history as CSV".to_string(),
+            ));
+        }
+        Err(e) => {
+            code = ExitCode::FAILURE;
+            eprintln!("error: the control plane (lab serve) did not start: {e:#}");
+        }
+    }
+    lines.extend([
         (
             format!("{lab} status{inv}"),
             "every board, as its agent reports it over mTLS".to_string(),
@@ -58,7 +84,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             format!("{lab} status{inv} --json"),
             "the same, for scripts".to_string(),
         ),
-    ];
+    ]);
     if ctx.inventory.is_virtual() {
         if let Some(b) = ctx.inventory.boards.last() {
             lines.push((

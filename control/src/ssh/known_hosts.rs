@@ -28,6 +28,7 @@ pub enum HostKeyVerdict {
 pub struct HostKeyStore {
     path: PathBuf,
     user_file: Option<PathBuf>,
+    forget_command: String,
     lock: Mutex<()>,
 }
 
@@ -55,8 +56,15 @@ impl HostKeyStore {
         Self {
             path: path.into(),
             user_file,
+            forget_command: "lab forget-host-key".to_string(),
             lock: Mutex::new(()),
         }
+    }
+
+    /// The command a user runs to forget a pin (shown in the refusal), e.g. with `-i FILE`.
+    pub fn with_forget_command(mut self, command: impl Into<String>) -> Self {
+        self.forget_command = command.into();
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -89,13 +97,14 @@ impl HostKeyStore {
         match ours.check_port(host, port, key) {
             CheckResult::Match => return Ok(HostKeyVerdict::Known),
             CheckResult::Mismatch => {
-                return Err(SshError::HostKeyChanged {
+                return Err(SshError::HostKeyChanged(Box::new(super::HostKeyChange {
                     board: board.to_string(),
                     addr: host_entry_name(host, port),
                     pinned: pinned_fingerprints(&ours, host, port).join(", "),
                     presented,
                     file: self.path.clone(),
-                })
+                    forget: self.forget_command.clone(),
+                })))
             }
             CheckResult::NotFound | CheckResult::Failure => {}
         }
@@ -107,13 +116,18 @@ impl HostKeyStore {
                 .is_ok()
                 && matches!(theirs.check_port(host, port, key), CheckResult::Mismatch)
             {
-                return Err(SshError::HostKeyChanged {
+                return Err(SshError::HostKeyChanged(Box::new(super::HostKeyChange {
                     board: board.to_string(),
                     addr: host_entry_name(host, port),
                     pinned: "(hashed entry)".to_string(),
                     presented,
                     file: user_file.to_path_buf(),
-                });
+                    forget: format!(
+                        "ssh-keygen -R {}; {}",
+                        host_entry_name(host, port),
+                        self.forget_command
+                    ),
+                })));
             }
         }
         let format = match key_type {

@@ -36,19 +36,8 @@ pub enum SshError {
     },
     #[error("{board}: the server sent no usable host key")]
     NoHostKey { board: String },
-    #[error(
-        "{board}: HOST KEY CHANGED for {addr}: pinned {pinned}, presented {presented} (pins in {}). \
-         If the board was re-flashed, forget the old key with `lab forget-host-key {board}` and run again; \
-         otherwise someone may be impersonating it",
-        file.display()
-    )]
-    HostKeyChanged {
-        board: String,
-        addr: String,
-        pinned: String,
-        presented: String,
-        file: PathBuf,
-    },
+    #[error("{0}")]
+    HostKeyChanged(Box<HostKeyChange>),
     #[error("known_hosts file {path}")]
     KnownHostsFile {
         path: PathBuf,
@@ -99,6 +88,37 @@ pub enum SshError {
          `echo '{user} ALL=(ALL) NOPASSWD: ALL' | sudo tee /etc/sudoers.d/lab`, or log in as root"
     )]
     NoSudo { board: String, user: String },
+}
+
+/// A board presented a host key other than the pinned one (boxed in [`SshError`] to keep the
+/// error small).
+#[derive(Debug)]
+pub struct HostKeyChange {
+    pub board: String,
+    pub addr: String,
+    pub pinned: String,
+    pub presented: String,
+    /// The file holding the pin that did not match.
+    pub file: PathBuf,
+    /// The command that forgets the pin.
+    pub forget: String,
+}
+
+impl std::fmt::Display for HostKeyChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{board}: HOST KEY CHANGED for {addr}: pinned {pinned}, presented {presented} (pins in {file}). \
+             If the board was re-flashed, forget the old key with `{forget} {board}` and run again; \
+             otherwise someone may be impersonating it",
+            board = self.board,
+            addr = self.addr,
+            pinned = self.pinned,
+            presented = self.presented,
+            file = self.file.display(),
+            forget = self.forget,
+        )
+    }
 }
 
 fn tail_block(tail: &str) -> String {

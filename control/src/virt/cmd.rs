@@ -32,7 +32,7 @@ impl CommandLine {
     pub fn display(&self) -> String {
         std::iter::once(self.program.as_str())
             .chain(self.args.iter().map(String::as_str))
-            .map(|w| crate::ssh::command::quote(w))
+            .map(crate::ssh::command::quote)
             .collect::<Vec<_>>()
             .join(" ")
     }
