@@ -71,6 +71,7 @@ impl AppState {
                 .mem_total_bytes
                 .saturating_sub(host.mem_available_bytes),
             mem_total_bytes: host.mem_total_bytes,
+            binary_sha256: self.facts.binary_sha256.clone(),
         }
     }
 }

@@ -20,6 +20,9 @@ pub struct HostFacts {
     pub kernel: String,
     /// Architecture this binary was built for.
     pub arch: &'static str,
+    /// SHA-256 (hex) of the executable this process runs, read once at start: lets `lab`
+    /// tell a running agent from a newer binary installed after it started.
+    pub binary_sha256: String,
 }
 
 impl HostFacts {
@@ -42,8 +45,17 @@ impl HostFacts {
             os,
             kernel,
             arch: std::env::consts::ARCH,
+            binary_sha256: own_binary_sha256().unwrap_or_else(unknown),
         }
     }
+}
+
+/// Hash of `/proc/self/exe`: the file this process was started from, even if it has since
+/// been replaced on disk.
+fn own_binary_sha256() -> Option<String> {
+    let bytes = std::fs::read("/proc/self/exe").ok()?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    Some(digest.as_ref().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn unknown() -> String {

@@ -53,23 +53,8 @@ fn mixed_cluster_runs_the_aarch64_agent_on_the_arm64_board() {
     assert_eq!(elf_machine(&disk_bin("x86-a")), EM_X86_64);
 
     // `uname -m` over SSH on the arm64 board says aarch64.
-    let key = cluster.state_dir().join("ssh/id_ed25519");
     let addr = &cluster.boards[1].1;
-    let ssh = Command::new("ssh")
-        .args(["-i"])
-        .arg(&key)
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            &format!("root@{addr}"),
-            "uname -m",
-        ])
-        .output()
-        .expect("run ssh");
+    let ssh = cluster.ssh(addr, "uname -m");
     assert_eq!(
         String::from_utf8_lossy(&ssh.stdout).trim(),
         "aarch64",

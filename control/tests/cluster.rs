@@ -23,6 +23,11 @@ fn boards_by_name(status: &serde_json::Value) -> Vec<(String, bool, Option<Strin
         .collect()
 }
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 #[test]
 fn virtual_cluster_lifecycle() {
     let cluster = TestCluster::new(
@@ -65,6 +70,37 @@ fn virtual_cluster_lifecycle() {
     assert_eq!(again.matches("unchanged").count(), 3, "{again}");
     assert!(!again.contains("agent uploaded"), "{again}");
     assert!(!again.contains("first contact"), "{again}");
+
+    // 3b. An agent still running another build than the one installed (a run interrupted
+    //     between upload and restart) is restarted, even though every file matches.
+    let (b0, a0) = cluster.boards[0].clone();
+    let swap = cluster.ssh(
+        &a0,
+        "mkdir -p /tmp/old && cp /usr/local/bin/lab-agent /tmp/old/lab-agent && printf x >> /tmp/old/lab-agent && \
+         /usr/local/bin/lab-agent stop && /tmp/old/lab-agent start --config /etc/lab/agent.toml",
+    );
+    assert!(swap.status.success(), "{}", common::describe(&swap));
+    let fixed = cluster.lab_ok(&["bootstrap", &b0]);
+    assert!(fixed.contains("restarted"), "{fixed}");
+    let installed = std::fs::read(
+        cluster
+            .state_dir()
+            .join("virtual")
+            .join(&b0)
+            .join("disk/usr-local-bin/lab-agent"),
+    )
+    .expect("installed agent");
+    let want = sha256_hex(&installed);
+    let status = cluster.status_json();
+    let b0_status = status
+        .as_array()
+        .and_then(|a| a.iter().find(|b| b["board"] == b0.as_str()))
+        .expect("board in status");
+    assert_eq!(
+        b0_status["health"]["binary_sha256"],
+        want.as_str(),
+        "{status}"
+    );
 
     // 4. A changed host key refuses that board (and only that board).
     let known_hosts = cluster.state_dir().join("known_hosts");

@@ -136,6 +136,9 @@ pub struct Health {
     pub cpu_count: u32,
     pub mem_used_bytes: u64,
     pub mem_total_bytes: u64,
+    /// SHA-256 (hex) of the agent executable this process was started from.
+    #[serde(default)]
+    pub binary_sha256: String,
 }
 
 /// Body of every non-2xx answer from the agent.

@@ -423,6 +423,7 @@ async fn handle(
             cpu_count: 4,
             mem_used_bytes: 1 << 30,
             mem_total_bytes: 4 << 30,
+            binary_sha256: String::new(),
         };
         let body = serde_json::to_vec(&health).unwrap_or_default();
         return Ok(Response::new(Full::new(Bytes::from(body)).boxed()));

@@ -134,11 +134,14 @@ pub async fn bootstrap(
             let name = board.name.clone();
             let _permit = limit.acquire_owned().await;
             let started = Instant::now();
-            let mut attempt = bootstrap_board(&ctx, &board, &binaries, &client, &progress).await;
+            let mut attempt =
+                bootstrap_board(&ctx, &board, &binaries, &client, &progress, false).await;
             if let Err(e) = &attempt {
                 if e.transient {
                     progress.note(&format!("{name}: retrying once after: {}", e.message));
-                    attempt = bootstrap_board(&ctx, &board, &binaries, &client, &progress).await;
+                    // The failed attempt may have changed files before it broke off: restart.
+                    attempt =
+                        bootstrap_board(&ctx, &board, &binaries, &client, &progress, true).await;
                 }
             }
             let result = attempt
@@ -266,6 +269,7 @@ async fn bootstrap_board(
     binaries: &AgentBinaries,
     client: &AgentClient,
     progress: &Progress,
+    force_restart: bool,
 ) -> Result<BoardDone, BoardError> {
     let target = ctx.ssh_target(board);
     let t0 = Instant::now();
@@ -404,7 +408,7 @@ async fn bootstrap_board(
     }
 
     step("files compared and uploaded");
-    let restart = agent_uploaded || !files_changed.is_empty();
+    let restart = force_restart || agent_uploaded || !files_changed.is_empty();
     progress.set(
         &board.name,
         if restart {
@@ -414,19 +418,29 @@ async fn bootstrap_board(
         },
     );
     let unit_changed = files_changed.iter().any(|f| f == board_paths::SYSTEMD_UNIT);
-    // Nothing changed and the agent already answers as this board: nothing to start.
-    let already_healthy = !restart
-        && matches!(
-            client.health(&target.host, lab_api::DEFAULT_AGENT_PORT).await,
-            Ok(h) if h.board == board.name
-        );
-    if !already_healthy {
+    // Nothing changed: ask the running agent. Answering as this board from the binary that
+    // is installed now: leave it. Answering from another build (a run interrupted between
+    // upload and restart, a binary swapped by hand): restart it. Not answering: start it.
+    let action = if restart {
+        Some(true)
+    } else {
+        match client
+            .health(&target.host, lab_api::DEFAULT_AGENT_PORT)
+            .await
+        {
+            Ok(h) if h.board == board.name && h.binary_sha256 == agent.sha256 => None,
+            Ok(h) if h.board == board.name => Some(true),
+            _ => Some(false),
+        }
+    };
+    let restart = action == Some(true);
+    if let Some(restart) = action {
         let start = start_command(probe.init, restart, unit_changed).sudo(sudo);
         ssh_step(conn.clone(), move |c| c.run_ok(&start)).await?;
     }
     step("start command done");
     progress.set(&board.name, "waiting for the agent's mTLS health answer");
-    let health = wait_healthy(client, &target.host, &board.name).await?;
+    let health = wait_healthy(client, &target.host, &board.name, &agent.sha256).await?;
     step("healthy");
     Ok(BoardDone {
         machine: probe.machine,
@@ -483,12 +497,19 @@ async fn wait_healthy(
     client: &AgentClient,
     host: &str,
     board: &str,
+    binary_sha256: &str,
 ) -> Result<lab_api::Health, String> {
     let deadline = Instant::now() + HEALTH_DEADLINE;
     let mut last;
     loop {
         match client.health(host, lab_api::DEFAULT_AGENT_PORT).await {
-            Ok(h) if h.board == board => return Ok(h),
+            Ok(h) if h.board == board && h.binary_sha256 == binary_sha256 => return Ok(h),
+            Ok(h) if h.board == board => {
+                last = format!(
+                    "agent at {host} still runs another build (sha256 {})",
+                    h.binary_sha256.get(..12).unwrap_or(&h.binary_sha256)
+                )
+            }
             Ok(h) => {
                 last = format!(
                     "agent at {host} says it is board `{}`, not `{board}`",

@@ -92,6 +92,28 @@ impl TestCluster {
         text
     }
 
+    /// Run `command` on the board at `addr` with the real OpenSSH client and the cluster's
+    /// managed key (throwaway boards: no host key checking).
+    pub fn ssh(&self, addr: &str, command: &str) -> Output {
+        Command::new("ssh")
+            .arg("-i")
+            .arg(self.state_dir().join("ssh/id_ed25519"))
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "LogLevel=error",
+                &format!("root@{addr}"),
+                command,
+            ])
+            .output()
+            .expect("run ssh")
+    }
+
     pub fn status_json(&self) -> serde_json::Value {
         let out = self.lab(&["status", "--json"]);
         assert!(out.status.success(), "status failed:\n{}", describe(&out));
