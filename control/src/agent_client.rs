@@ -129,6 +129,32 @@ impl AgentClient {
     }
 
     async fn get(&self, host: &str, addr: &str, path: &str) -> Result<Bytes, AgentClientError> {
+        let (resp, conn_task) = self.send_get(host, addr, path).await?;
+        let body = resp.into_body().collect().await;
+        conn_task.abort();
+        body.map(|b| b.to_bytes())
+            .map_err(|source| AgentClientError::Http {
+                addr: addr.to_string(),
+                source,
+            })
+    }
+
+    /// Connect, handshake (TLS, then HTTP/1), send `GET path` with the protocol header and
+    /// wait for the answer's head. A non-2xx answer becomes [`AgentClientError::Status`]
+    /// with the agent's message. On success the caller owns the connection task: abort it
+    /// when done with the body.
+    async fn send_get(
+        &self,
+        host: &str,
+        addr: &str,
+        path: &str,
+    ) -> Result<
+        (
+            hyper::Response<hyper::body::Incoming>,
+            tokio::task::JoinHandle<()>,
+        ),
+        AgentClientError,
+    > {
         let server_name = ServerName::try_from(host.to_string())
             .map_err(|e| AgentClientError::Tls(format!("{host}: {e}")))?;
         let tcp = TcpStream::connect(addr)
@@ -164,21 +190,28 @@ impl AgentClient {
             )
             .body(Empty::<Bytes>::new())
             .map_err(|e| AgentClientError::Tls(e.to_string()))?;
-        let resp = sender.send_request(req).await.map_err(http)?;
+        let resp = match sender.send_request(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                conn_task.abort();
+                return Err(http(e));
+            }
+        };
         let status = resp.status();
-        let body = resp.into_body().collect().await.map_err(http)?.to_bytes();
-        conn_task.abort();
-        if !status.is_success() {
-            let message = serde_json::from_slice::<lab_api::ApiError>(&body)
-                .map(|e| e.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(200).collect());
-            return Err(AgentClientError::Status {
-                addr: addr.to_string(),
-                status: status.as_u16(),
-                message,
-            });
+        if status.is_success() {
+            return Ok((resp, conn_task));
         }
-        Ok(body)
+        let body = resp.into_body().collect().await.map_err(http);
+        conn_task.abort();
+        let body = body?.to_bytes();
+        let message = serde_json::from_slice::<lab_api::ApiError>(&body)
+            .map(|e| e.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(200).collect());
+        Err(AgentClientError::Status {
+            addr: addr.to_string(),
+            status: status.as_u16(),
+            message,
+        })
     }
 }
 
@@ -266,62 +299,7 @@ impl AgentClient {
         addr: &str,
         path: &str,
     ) -> Result<LineStream, AgentClientError> {
-        let server_name = ServerName::try_from(host.to_string())
-            .map_err(|e| AgentClientError::Tls(format!("{host}: {e}")))?;
-        let tcp = TcpStream::connect(addr)
-            .await
-            .map_err(|source| AgentClientError::Connect {
-                addr: addr.to_string(),
-                source,
-            })?;
-        let _ = tcp.set_nodelay(true);
-        let tls = self
-            .connector
-            .connect(server_name, tcp)
-            .await
-            .map_err(|source| AgentClientError::Handshake {
-                addr: addr.to_string(),
-                source,
-            })?;
-        let http = |source| AgentClientError::Http {
-            addr: addr.to_string(),
-            source,
-        };
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(http)?;
-        let conn_task = tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let req = hyper::Request::get(path)
-            .header(hyper::header::HOST, host)
-            .header(
-                lab_api::PROTOCOL_HEADER,
-                lab_api::PROTOCOL_VERSION.to_string(),
-            )
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| AgentClientError::Tls(e.to_string()))?;
-        let resp = match sender.send_request(req).await {
-            Ok(r) => r,
-            Err(e) => {
-                conn_task.abort();
-                return Err(http(e));
-            }
-        };
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.into_body().collect().await.map_err(http);
-            conn_task.abort();
-            let body = body?.to_bytes();
-            let message = serde_json::from_slice::<lab_api::ApiError>(&body)
-                .map(|e| e.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(200).collect());
-            return Err(AgentClientError::Status {
-                addr: addr.to_string(),
-                status: status.as_u16(),
-                message,
-            });
-        }
+        let (resp, conn_task) = self.send_get(host, addr, path).await?;
         Ok(LineStream {
             addr: addr.to_string(),
             body: resp.into_body(),
