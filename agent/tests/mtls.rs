@@ -3,41 +3,13 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{client_config, get, protocol, Board, Ca, BOARD_NAME};
+use common::{client_config, get, protocol, start, Board, Ca, Running, BOARD_NAME};
 use hyper::StatusCode;
 use lab_agent::server::Server;
 use lab_api::{paths, ApiError, Health};
 use rcgen::ExtendedKeyUsagePurpose;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-
-/// A server running in this process; cancelled when dropped.
-struct Running {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn start(board: &Board) -> Running {
-    let server = Server::bind(&board.config).await.expect("bind");
-    let addr = server.local_addr();
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(server.run(shutdown.clone()));
-    Running {
-        addr,
-        shutdown,
-        task: Some(task),
-    }
-}
 
 fn api_error(body: &[u8]) -> ApiError {
     serde_json::from_slice(body).unwrap_or_else(|err| {

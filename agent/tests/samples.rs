@@ -8,37 +8,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{client_config, get, protocol, Board};
+use common::{client_config, get, protocol, start, Board};
 use http_body_util::{BodyExt, Empty};
 use hyper::StatusCode;
-use lab_agent::server::Server;
 use lab_api::metrics::Sample;
 use lab_api::{paths, CollectorConfig};
-use tokio_util::sync::CancellationToken;
-
-struct Running {
-    addr: std::net::SocketAddr,
-    shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn start(board: &Board) -> Running {
-    let server = Server::bind(&board.config).await.expect("bind");
-    let addr = server.local_addr();
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(server.run(shutdown.clone()));
-    Running {
-        addr,
-        shutdown,
-        task: Some(task),
-    }
-}
 
 #[tokio::test]
 async fn stream_sends_one_sample_per_second_and_ends_on_shutdown() {

@@ -81,7 +81,7 @@ pub fn ensure(reqs: &[Requirement], say: &mut dyn FnMut(&str)) -> anyhow::Result
             r.package, r.why
         ));
     }
-    if !is_root() {
+    if !running_as_root() {
         let names: Vec<&str> = missing.iter().map(|r| r.package).collect();
         bail!(
             "missing packages: {}; run `sudo apt-get install -y {}` or run lab as root",
@@ -111,15 +111,12 @@ pub fn ensure(reqs: &[Requirement], say: &mut dyn FnMut(&str)) -> anyhow::Result
     Ok(())
 }
 
-fn is_root() -> bool {
+/// Whether this process runs with effective uid 0 (what the virtual cluster and apt need).
+pub fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
+        .and_then(|status| crate::rootfs::effective_uid(&status))
+        == Some(0)
 }
 
 /// The role engines boards run (DESIGN.md section 5), from the distribution.

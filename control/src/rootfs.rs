@@ -247,9 +247,7 @@ fn chroot_output(dir: &Path, argv: &[&str]) -> Result<String, RootfsError> {
 // ------------------------------------------------------------------------------ prerequisites
 
 fn check_prerequisites(progress: &mut dyn FnMut(&str)) -> Result<(), RootfsError> {
-    let status = fs::read_to_string("/proc/self/status")
-        .map_err(io_err("cannot read", Path::new("/proc/self/status")))?;
-    if effective_uid(&status) != Some(0) {
+    if !crate::host_setup::running_as_root() {
         return Err(RootfsError::NotRoot);
     }
     for (tool, package) in [("debootstrap", "debootstrap"), ("chroot", "coreutils")] {

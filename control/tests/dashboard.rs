@@ -16,7 +16,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{describe, wait_for, TestCluster, LAB};
+use common::{wait_for, TestCluster};
 use serde_json::{json, Value};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
@@ -207,23 +207,6 @@ fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// `lab up` with the control plane on a free loopback port; its address.
-fn up_with_serve(cluster: &TestCluster) -> String {
-    let out = Command::new(LAB)
-        .args(["up", "-i"])
-        .arg(&cluster.inventory)
-        .env("LAB_SERVE_LISTEN", "127.0.0.1:0")
-        .env_remove("SSH_AUTH_SOCK")
-        .output()
-        .expect("run lab up");
-    assert!(out.status.success(), "lab up failed:\n{}", describe(&out));
-    let addr = std::fs::read_to_string(cluster.state_dir().join("serve.addr"))
-        .expect("lab up records the control plane's address in <state>/serve.addr");
-    let addr = addr.trim().to_string();
-    assert!(addr.starts_with("127.0.0.1:"), "serve on loopback: {addr}");
-    addr
-}
-
 /// `[[name, up], ...]` of the tiles on the page.
 const TILES_JS: &str = r#"JSON.stringify([...document.querySelectorAll('.tile[data-testid^="board-"]')]
   .map(t => [t.getAttribute('data-testid').slice(6), t.getAttribute('data-up')]))"#;
@@ -259,7 +242,7 @@ fn points(page: &mut Cdp, chart: &str) -> u64 {
 #[test]
 fn dashboard_shows_the_live_cluster_in_chromium() {
     let cluster = TestCluster::new("d", &[("dash-a", "native"), ("dash-b", "native")]);
-    let addr = up_with_serve(&cluster);
+    let addr = cluster.up_with_serve();
     let url = format!("http://{addr}/");
     let names: Vec<String> = cluster.boards.iter().map(|(n, _)| n.clone()).collect();
 
@@ -394,7 +377,16 @@ fn screenshot_of_a_running_dashboard() {
             Err(format!("connection: {s}"))
         }
     });
-    std::thread::sleep(Duration::from_secs(4));
+    // Let the live stream draw a few points before the picture is taken.
+    let start = points(&mut page, "chart-cpu");
+    wait_for("a few live chart points", Duration::from_secs(20), || {
+        let now = points(&mut page, "chart-cpu");
+        if now >= start + 3 {
+            Ok(())
+        } else {
+            Err(format!("chart-cpu has {now} points (started at {start})"))
+        }
+    });
     let errors = page.eval("window.__labErrors || []");
     println!("page errors: {errors}");
     page.screenshot(&target_dir().join("dashboard-url.png"));

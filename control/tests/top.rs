@@ -78,21 +78,6 @@ impl Drop for Tmux {
     }
 }
 
-/// `lab up` with the control plane on a free loopback port; its address.
-fn up_with_serve(cluster: &TestCluster) -> String {
-    let out = Command::new(LAB)
-        .args(["up", "-i"])
-        .arg(&cluster.inventory)
-        .env("LAB_SERVE_LISTEN", "127.0.0.1:0")
-        .env_remove("SSH_AUTH_SOCK")
-        .output()
-        .expect("run lab up");
-    assert!(out.status.success(), "lab up failed:\n{}", describe(&out));
-    let addr = std::fs::read_to_string(cluster.state_dir().join("serve.addr"))
-        .expect("lab up records the control plane's address in <state>/serve.addr");
-    addr.trim().to_string()
-}
-
 /// A CPU figure as `lab top` prints it (`  3.1`): a number with one decimal on a board's row.
 fn has_cpu_figure(screen: &str, board: &str) -> bool {
     screen.lines().filter(|l| l.contains(board)).any(|l| {
@@ -110,7 +95,7 @@ fn has_cpu_figure(screen: &str, board: &str) -> bool {
 #[test]
 fn lab_top_draws_resizes_and_quits_in_tmux() {
     let cluster = TestCluster::new("tp", &[("top-a", "native"), ("top-b", "native")]);
-    let addr = up_with_serve(&cluster);
+    let addr = cluster.up_with_serve();
     let names: Vec<String> = cluster.boards.iter().map(|(n, _)| n.clone()).collect();
 
     // Without a control plane: the clear error, before touching the terminal.

@@ -41,14 +41,12 @@ impl Drop for Cluster {
     }
 }
 
-fn is_root() -> bool {
-    // /proc/self belongs to the effective user.
-    let euid = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m));
-    if euid.is_ok_and(|uid| uid == 0) {
-        return true;
-    }
-    eprintln!("skipping: the virtual cluster needs root");
-    false
+/// The virtual cluster needs root; without it these tests fail (they never pass by skipping).
+fn require_root() {
+    assert!(
+        lab::host_setup::running_as_root(),
+        "virtual-cluster tests need root (network namespaces, bridges): run the suite as root"
+    );
 }
 
 /// A unique cluster of `boards` boards (with the given rootfs each) on a unique /24 in
@@ -266,9 +264,7 @@ fn leftovers(cluster: &Cluster) -> Vec<String> {
 
 #[test]
 fn boards_boot_are_isolated_survive_power_cuts_and_leave_nothing() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let c = cluster("life", &[None, None, None]);
     let spec = &c.spec;
 
@@ -398,9 +394,7 @@ fn boards_boot_are_isolated_survive_power_cuts_and_leave_nothing() {
 
 #[test]
 fn partition_cuts_the_network_and_heal_restores_it() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let c = cluster("part", &[None]);
     let spec = &c.spec;
     up(&c);
@@ -466,9 +460,7 @@ fn partition_cuts_the_network_and_heal_restores_it() {
 
 #[test]
 fn down_cleans_a_half_created_cluster() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let empty_root = tempfile::tempdir().expect("tempdir");
     let c = cluster("half", &[None, Some(empty_root.path().to_path_buf())]);
     let err = virt::up(&c.spec, &mut |_, _| {}).expect_err("b1 cannot boot");
@@ -487,9 +479,7 @@ fn down_cleans_a_half_created_cluster() {
 
 #[test]
 fn refuses_a_subnet_routed_elsewhere() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let c = cluster("busy", &[None]);
     let squatter = format!("lt{:08x}", std::process::id());
     struct DelLink(String);
@@ -515,9 +505,7 @@ fn refuses_a_subnet_routed_elsewhere() {
 
 #[test]
 fn arm64_rootfs_board_runs_its_own_sshd() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let rootfs = Path::new(ARM64_ROOTFS);
     if !rootfs.join("usr/sbin/sshd").exists() {
         eprintln!("skipping: no arm64 root with sshd at {ARM64_ROOTFS}");

@@ -10,10 +10,12 @@
 //! - [`board_paths`]: where things live on a board (the same on a Pi and a virtual board).
 //! - [`AgentConfig`]: `/etc/lab/agent.toml`, rendered by `lab`, read by the agent.
 //! - [`Health`]: what `GET /v1/health` answers.
+//! - [`time`]: wire timestamps (ms since the epoch) as RFC 3339 UTC, for logs and exports.
 //! - [`metrics`]: the per-second [`metrics::Sample`] an agent streams to the control plane.
 
 pub mod metrics;
 pub mod prometheus;
+pub mod time;
 
 use serde::{Deserialize, Serialize};
 

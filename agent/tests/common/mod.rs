@@ -209,6 +209,34 @@ pub async fn connect(
 }
 
 /// The protocol version this build speaks, as a header value.
+/// A server running in this process; cancelled when dropped.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub shutdown: tokio_util::sync::CancellationToken,
+    pub task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Bind and run the agent's server for `board` in this process.
+pub async fn start(board: &Board) -> Running {
+    let server = lab_agent::server::Server::bind(&board.config)
+        .await
+        .expect("bind");
+    let addr = server.local_addr();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(server.run(shutdown.clone()));
+    Running {
+        addr,
+        shutdown,
+        task: Some(task),
+    }
+}
+
 pub fn protocol() -> String {
     lab_api::PROTOCOL_VERSION.to_string()
 }

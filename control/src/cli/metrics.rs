@@ -110,7 +110,7 @@ async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
 fn csv_row(out: &mut String, ts_ms: u64, board: &str, series: &str, value: f32) {
     out.push_str(&format!(
         "{ts_ms},{},{},{},{value}\n",
-        iso_time(ts_ms),
+        lab_api::time::rfc3339_utc_ms(ts_ms),
         csv_field(board),
         csv_field(series)
     ));
@@ -125,45 +125,9 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-/// `2026-11-23T10:01:40.123Z` for a millisecond Unix timestamp (UTC).
-fn iso_time(ts_ms: u64) -> String {
-    let secs = ts_ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        ts_ms % 1000
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn iso_times() {
-        assert_eq!(iso_time(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso_time(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(iso_time(1_795_428_100_123), "2026-11-23T10:01:40.123Z");
-    }
 
     #[test]
     fn csv_rows_quote_when_needed() {

@@ -22,16 +22,8 @@ pub fn unique(prefix: &str) -> (String, u8, u8) {
 }
 
 pub fn require_root() {
-    let euid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
-        });
-    assert_eq!(
-        euid.as_deref(),
-        Some("0"),
+    assert!(
+        lab::host_setup::running_as_root(),
         "virtual-cluster tests need root (network namespaces, bridges): run the suite as root"
     );
 }
@@ -112,6 +104,23 @@ impl TestCluster {
             ])
             .output()
             .expect("run ssh")
+    }
+
+    /// `lab up` with the control plane on a free loopback port; returns its address.
+    pub fn up_with_serve(&self) -> String {
+        let out = Command::new(LAB)
+            .args(["up", "-i"])
+            .arg(&self.inventory)
+            .env("LAB_SERVE_LISTEN", "127.0.0.1:0")
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .expect("run lab up");
+        assert!(out.status.success(), "lab up failed:\n{}", describe(&out));
+        let addr = std::fs::read_to_string(self.state_dir().join("serve.addr"))
+            .expect("lab up records the control plane's address in <state>/serve.addr");
+        let addr = addr.trim().to_string();
+        assert!(addr.starts_with("127.0.0.1:"), "serve on loopback: {addr}");
+        addr
     }
 
     pub fn status_json(&self) -> serde_json::Value {
