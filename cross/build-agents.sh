@@ -170,7 +170,8 @@ for t in "${wanted[@]}"; do
     rustup_target "$t"
     case "$t" in
     aarch64-unknown-linux-musl)
-        apt_install gcc-aarch64-linux-gnu
+        # The cross gcc only *recommends* the arm64 libc headers that ring's C code needs.
+        apt_install gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu
         have aarch64-linux-gnu-gcc || die "aarch64-linux-gnu-gcc not found after installing gcc-aarch64-linux-gnu"
         export "CARGO_TARGET_$(env_name "$t")_LINKER=aarch64-linux-gnu-gcc"
         export "CC_${t//-/_}=aarch64-linux-gnu-gcc"

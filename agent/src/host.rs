@@ -32,20 +32,30 @@ impl HostFacts {
         let hostname = nix::unistd::gethostname()
             .ok()
             .and_then(|name| name.into_string().ok())
-            .or_else(|| read_trimmed("/proc/sys/kernel/hostname"))
-            .unwrap_or_else(unknown);
-        let os = std::fs::read_to_string("/etc/os-release")
+            .or_else(|| read_trimmed("/proc/sys/kernel/hostname"));
+        let os_release = std::fs::read_to_string("/etc/os-release")
             .or_else(|_| std::fs::read_to_string("/usr/lib/os-release"))
-            .ok()
-            .and_then(|text| procfs::os_pretty_name(&text))
-            .unwrap_or_else(unknown);
-        let kernel = read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_else(unknown);
+            .ok();
+        let kernel = read_trimmed("/proc/sys/kernel/osrelease");
+        Self::from_sources(hostname, os_release.as_deref(), kernel, own_binary_sha256())
+    }
+
+    /// The facts from what was read; anything missing becomes "unknown".
+    fn from_sources(
+        hostname: Option<String>,
+        os_release: Option<&str>,
+        kernel: Option<String>,
+        binary_sha256: Option<String>,
+    ) -> Self {
+        let non_empty = |s: String| (!s.trim().is_empty()).then(|| s.trim().to_string());
         HostFacts {
-            hostname,
-            os,
-            kernel,
+            hostname: hostname.and_then(non_empty).unwrap_or_else(unknown),
+            os: os_release
+                .and_then(procfs::os_pretty_name)
+                .unwrap_or_else(unknown),
+            kernel: kernel.and_then(non_empty).unwrap_or_else(unknown),
             arch: std::env::consts::ARCH,
-            binary_sha256: own_binary_sha256().unwrap_or_else(unknown),
+            binary_sha256: binary_sha256.unwrap_or_else(unknown),
         }
     }
 }
@@ -118,20 +128,53 @@ mod tests {
     use super::*;
 
     #[test]
-    fn facts_are_filled() {
-        let facts = HostFacts::read();
-        assert!(!facts.hostname.is_empty());
-        assert!(!facts.os.is_empty());
-        assert!(!facts.kernel.is_empty());
-        assert_eq!(facts.arch, std::env::consts::ARCH);
+    fn facts_come_from_their_sources() {
+        let os_release = "NAME=\"Debian GNU/Linux\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\n";
+        let facts = HostFacts::from_sources(
+            Some("pi-3\n".into()),
+            Some(os_release),
+            Some("6.1.0-rpi7-rpi-v8".into()),
+            Some("ab12".into()),
+        );
+        assert_eq!(facts.hostname, "pi-3");
+        assert_eq!(facts.os, "Debian GNU/Linux 12 (bookworm)");
+        assert_eq!(facts.kernel, "6.1.0-rpi7-rpi-v8");
+        assert_eq!(facts.binary_sha256, "ab12");
     }
 
     #[test]
-    fn boot_clock_advances_from_measurement() {
+    fn missing_facts_read_unknown() {
+        let facts = HostFacts::from_sources(Some("  ".into()), Some("ID=debian\n"), None, None);
+        assert_eq!(facts.hostname, "unknown");
+        assert_eq!(facts.os, "unknown");
+        assert_eq!(facts.kernel, "unknown");
+        assert_eq!(facts.binary_sha256, "unknown");
+    }
+
+    #[test]
+    fn own_binary_hash_is_the_executable_on_disk() {
+        // Independent of the code under test: hash the test binary's own file with ring here.
+        let exe = std::env::current_exe().expect("current_exe");
+        let bytes = std::fs::read(exe).expect("read own executable");
+        let expected = ring::digest::digest(&ring::digest::SHA256, &bytes);
+        let hex: String = expected
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(own_binary_sha256().as_deref(), Some(hex.as_str()));
+        assert_eq!(hex.len(), 64);
+    }
+
+    #[test]
+    fn boot_clock_adds_the_time_since_it_was_measured() {
+        let five_seconds_ago = Instant::now()
+            .checked_sub(Duration::from_secs(5))
+            .expect("the monotonic clock started more than 5 s ago");
         let clock = BootClock {
             age_at_start: Duration::from_secs(100),
-            measured_at: Instant::now(),
+            measured_at: five_seconds_ago,
         };
-        assert!(clock.uptime_secs() >= 100);
+        assert_eq!(clock.uptime_secs(), 105);
     }
 }

@@ -28,13 +28,10 @@
 //! - [`pidfile`]: the detached supervisor's pid file, and whether the process it names is
 //!   really a live `lab-agent supervise` (pids get reused); the lock that keeps a second
 //!   supervisor from starting.
-//! - [`backoff`]: restart delays for the supervisor (1 s doubling to 10 s, reset after a
-//!   good run).
 //! - [`shutdown`]: SIGTERM and SIGINT cancel a token.
 //! - [`logging`]: journald under systemd, otherwise a small timestamped stderr logger.
 
 pub mod api;
-pub mod backoff;
 pub mod cli;
 pub mod cmd;
 pub mod collect;

@@ -117,8 +117,8 @@ mod tests {
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
         let down = CollectorConfig {
-            role: "cache".into(),
-            engine: "memcached".into(),
+            role: lab_api::Role::Cache,
+            engine: lab_api::Engine::Memcached,
             address: "127.0.0.1:1".into(),
         };
         let mut rx = spawn(&tracker, shutdown.clone(), "pi-x", &[down]).await;

@@ -60,8 +60,8 @@ fn free_port() -> u16 {
 
 fn config(role: &str, engine: &str, address: String) -> CollectorConfig {
     CollectorConfig {
-        role: role.into(),
-        engine: engine.into(),
+        role: lab_api::Role::parse(role).expect("a role name"),
+        engine: lab_api::Engine::parse(engine).expect("an engine name"),
         address,
     }
 }
@@ -123,7 +123,7 @@ async fn memcached_figures_follow_sets_and_gets() {
     let addr = format!("127.0.0.1:{port}");
     let mut collector = Collector::new(config("cache", "memcached", addr.clone()));
     let before = collect_up(&mut collector, &mut engine).await;
-    assert_eq!(before.engine, "memcached");
+    assert_eq!(before.engine, lab_api::Engine::Memcached);
 
     memcached_command(&addr, b"set k 0 0 5\r\nhello\r\n", b"STORED\r\n").await;
     memcached_command(&addr, b"get k\r\n", b"END\r\n").await;
@@ -282,7 +282,7 @@ async fn mariadb_status_over_unix_socket() {
 
     let wrong = format!("lab:nope@{}", socket.display());
     assert!(
-        !Collector::new(config("db", "mariadb", wrong))
+        !Collector::new(config("db-master", "mariadb", wrong))
             .collect()
             .await
             .up

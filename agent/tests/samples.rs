@@ -19,8 +19,8 @@ async fn stream_sends_one_sample_per_second_and_ends_on_shutdown() {
     let mut board = Board::new("127.0.0.1:0");
     // A role whose engine is down: reported, never blocking the stream.
     board.config.collectors = vec![CollectorConfig {
-        role: "cache".into(),
-        engine: "memcached".into(),
+        role: lab_api::Role::Cache,
+        engine: lab_api::Engine::Memcached,
         address: "127.0.0.1:1".into(),
     }];
     let mut server = start(&board).await;

@@ -115,8 +115,17 @@ pub fn ensure(reqs: &[Requirement], say: &mut dyn FnMut(&str)) -> anyhow::Result
 pub fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|status| crate::rootfs::effective_uid(&status))
+        .and_then(|status| effective_uid(&status))
         == Some(0)
+}
+
+/// The effective uid from `/proc/self/status` text (`Uid: real effective saved fs`).
+pub fn effective_uid(proc_status: &str) -> Option<u32> {
+    proc_status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
 }
 
 /// The role engines boards run (DESIGN.md section 5), from the distribution.
@@ -158,3 +167,15 @@ pub const TMUX: Requirement = Requirement {
     provides: "/usr/bin/tmux",
     why: "runs `lab top` in a real terminal",
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn effective_uid_is_the_second_field() {
+        let status = "Name:\tcat\nUid:\t1000\t0\t0\t0\nGid:\t0\t0\t0\t0\n";
+        assert_eq!(effective_uid(status), Some(0));
+        assert_eq!(effective_uid("Name: x\n"), None);
+    }
+}

@@ -14,49 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-/// A role a board can play (DESIGN.md section 5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Role {
-    Lb,
-    App,
-    Cache,
-    DbMaster,
-    DbReplica,
-    Files,
-    Cdn,
-}
-
-impl Role {
-    pub const ALL: [Role; 7] = [
-        Role::Lb,
-        Role::App,
-        Role::Cache,
-        Role::DbMaster,
-        Role::DbReplica,
-        Role::Files,
-        Role::Cdn,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Lb => "lb",
-            Role::App => "app",
-            Role::Cache => "cache",
-            Role::DbMaster => "db-master",
-            Role::DbReplica => "db-replica",
-            Role::Files => "files",
-            Role::Cdn => "cdn",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use lab_api::Role;
 
 /// What a board should be: given roles, or left to the planner.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,8 +14,10 @@
 //! - [`host_setup`]: install the Debian packages this host needs, saying so.
 //! - [`rootfs`]: the cached arm64 Debian root that emulated arm64 boards run.
 //! - [`metrics`]: samples streamed by agents: store, history, liveness, events, exposition.
+//! - [`serve_api`]: the JSON types of `lab serve`'s API, shared by server and readers.
 //! - [`web`]: `lab serve`'s HTTP API, Prometheus endpoint and embedded dashboard (axum).
 //! - [`tui`]: `lab top`'s terminal view: model, pure rendering, terminal guard.
+//! - [`report`]: error chains and output tails as people read them.
 //! - [`cli`]: one file per subcommand; maps arguments to the modules above.
 
 pub mod agent_bin;
@@ -27,7 +29,9 @@ pub mod host_setup;
 pub mod inventory;
 pub mod metrics;
 pub mod pki;
+pub mod report;
 pub mod rootfs;
+pub mod serve_api;
 pub mod ssh;
 pub mod state;
 pub mod tui;

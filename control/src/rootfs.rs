@@ -258,15 +258,6 @@ fn check_prerequisites(progress: &mut dyn FnMut(&str)) -> Result<(), RootfsError
     ensure_binfmt_aarch64(progress)
 }
 
-/// The effective uid from `/proc/self/status` text (`Uid: real effective saved fs`).
-pub fn effective_uid(proc_status: &str) -> Option<u32> {
-    proc_status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|rest| rest.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-}
-
 /// Search `$PATH` plus the sbin directories (not on a user's PATH on Debian).
 fn find_in_path(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -636,13 +627,6 @@ fn spawn_line_reader(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn effective_uid_is_the_second_field() {
-        let status = "Name:\tcat\nUid:\t1000\t0\t0\t0\nGid:\t0\t0\t0\t0\n";
-        assert_eq!(effective_uid(status), Some(0));
-        assert_eq!(effective_uid("Name: x\n"), None);
-    }
 
     #[test]
     fn binfmt_entry_parses() {

@@ -208,10 +208,37 @@ fn invalid_inventory_changes_nothing() {
         !dir.path().join("state").exists(),
         "no state dir was created"
     );
+    // What `lab up` would have created for this inventory, by the names `lab` really uses.
+    let netns = command_stdout("ip", &["netns", "list"]);
+    let links = command_stdout("ip", &["-o", "link", "show"]);
+    for board in ["a"] {
+        let ns = lab::virt::names::netns_name("bad", board);
+        assert!(
+            !netns
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(ns.as_str())),
+            "network namespace {ns} was created:\n{netns}"
+        );
+        let veth = lab::virt::names::host_veth_name("bad", board);
+        assert!(!links.contains(&veth), "veth {veth} was created:\n{links}");
+    }
+    let bridge = lab::virt::names::bridge_name("bad");
     assert!(
-        host_leftovers("bad")
-            .iter()
-            .all(|l| !l.contains("lab-bad-")),
-        "nothing created"
+        !links.contains(&bridge),
+        "bridge {bridge} was created:\n{links}"
     );
+}
+
+/// The stdout of a command that must succeed: a check that cannot look must fail, not pass.
+fn command_stdout(program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        common::describe(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

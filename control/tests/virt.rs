@@ -1,6 +1,6 @@
 //! `lab::virt` against the real thing: network namespaces, a bridge, veths, PID and mount
 //! namespaces and OpenSSH's sshd on this host, checked with real tools (`ip`, `nsenter`,
-//! `ssh`, `ssh-keyscan`, `/proc`). Needs root (skips with a notice otherwise). Every test uses
+//! `ssh`, `ssh-keyscan`, `/proc`). Needs root (fails otherwise, never skips). Every test uses
 //! its own cluster name and /24, so they run in parallel, and a guard tears the cluster down
 //! and deletes its files even when the test fails.
 
@@ -12,9 +12,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use lab::virt::{self, VirtError, VirtualBoardSpec, VirtualClusterSpec};
-
-/// Where another part of the project caches a Debian arm64 root with openssh-server.
-const ARM64_ROOTFS: &str = "/var/cache/lab/rootfs/bookworm-arm64";
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -506,11 +503,19 @@ fn refuses_a_subnet_routed_elsewhere() {
 #[test]
 fn arm64_rootfs_board_runs_its_own_sshd() {
     require_root();
-    let rootfs = Path::new(ARM64_ROOTFS);
-    if !rootfs.join("usr/sbin/sshd").exists() {
-        eprintln!("skipping: no arm64 root with sshd at {ARM64_ROOTFS}");
-        return;
-    }
+    // Build (or reuse) the cached arm64 root exactly as `lab up` does: never skip.
+    let mut say = |l: &str| eprintln!("arm64 root: {l}");
+    lab::host_setup::ensure(lab::host_setup::VIRTUAL_CLUSTER, &mut say).expect("host packages");
+    lab::host_setup::ensure(lab::host_setup::ARM64_BOARDS, &mut say).expect("arm64 packages");
+    let rootfs =
+        lab::rootfs::ensure_arm64_rootfs(Path::new(lab::rootfs::DEFAULT_CACHE_DIR), &mut say)
+            .expect("build the arm64 root");
+    let rootfs = rootfs.as_path();
+    assert!(
+        rootfs.join("usr/sbin/sshd").exists(),
+        "the arm64 root at {} has no sshd",
+        rootfs.display()
+    );
     let c = cluster(
         "arm",
         &[Some(rootfs.to_path_buf()), Some(rootfs.to_path_buf())],

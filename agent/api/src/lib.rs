@@ -12,10 +12,16 @@
 //! - [`Health`]: what `GET /v1/health` answers.
 //! - [`time`]: wire timestamps (ms since the epoch) as RFC 3339 UTC, for logs and exports.
 //! - [`metrics`]: the per-second [`metrics::Sample`] an agent streams to the control plane.
+//! - [`roles`]: [`Role`] and [`Engine`], the names of what a board does and what runs it.
+//! - [`backoff`]: the one exponential backoff (agent restarts, control-plane reconnects).
 
+pub mod backoff;
 pub mod metrics;
 pub mod prometheus;
+pub mod roles;
 pub mod time;
+
+pub use roles::{Engine, Role};
 
 use serde::{Deserialize, Serialize};
 
@@ -105,11 +111,9 @@ pub struct AgentConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectorConfig {
-    /// Role name as in the inventory (`lb`, `app`, `cache`, `db-master`, ...).
-    pub role: String,
-    /// `nginx` (stub_status URL), `memcached` (host:port), `mariadb` (unix socket path or
-    /// host:port), `lab-app` (http URL of its JSON stats).
-    pub engine: String,
+    pub role: Role,
+    /// What to sample and how `address` reads: see [`Engine`].
+    pub engine: Engine,
     pub address: String,
 }
 

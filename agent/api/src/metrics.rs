@@ -147,12 +147,11 @@ pub struct Throttling {
 /// Figures of one role engine. `figures` holds counters and gauges under stable names per
 /// role (documented by the collector that makes them, e.g. `requests_total` for nginx,
 /// `get_hits_total` for memcached); the control plane exposes them as `lab_<role>_<name>`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoleSample {
-    /// Role name as in the inventory (`lb`, `cache`, `db-master`, ...).
-    pub role: String,
-    /// Engine answering it (`nginx`, `memcached`, `mariadb`, `lab-app`, ...).
-    pub engine: String,
+    pub role: crate::Role,
+    /// The engine answering for the role.
+    pub engine: crate::Engine,
     /// Whether the engine answered this second.
     pub up: bool,
     pub figures: Vec<Figure>,

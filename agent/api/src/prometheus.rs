@@ -250,7 +250,7 @@ fn host(out: &mut Exposition, base: &[(&str, &str)], sample: &Sample) {
 
 fn roles(out: &mut Exposition, base: &[(&str, &str)], sample: &Sample) {
     for role in &sample.roles {
-        let engine = metric_name_part(&role.engine);
+        let engine = metric_name_part(role.engine.as_str());
         let labels = [("role", role.role.as_str())];
         out.add(
             &format!("lab_{engine}_up"),
@@ -458,8 +458,8 @@ mod tests {
                 ..Default::default()
             },
             roles: vec![RoleSample {
-                role: "lb".into(),
-                engine: "nginx".into(),
+                role: crate::Role::Lb,
+                engine: crate::Engine::Nginx,
                 up: true,
                 figures: vec![Figure {
                     name: "requests_total".into(),

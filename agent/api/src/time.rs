@@ -16,6 +16,12 @@ pub fn rfc3339_utc_ms(ms: u64) -> String {
     )
 }
 
+/// `13:04:05`: the UTC time of day of milliseconds since the Unix epoch (timelines, `lab top`).
+pub fn clock_utc(ms: u64) -> String {
+    let secs = ms / 1000 % 86_400;
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian, after Howard Hinnant's
 /// `civil_from_days`.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -43,5 +49,12 @@ mod tests {
             rfc3339_utc_ms(1_795_428_100_123),
             "2026-11-23T10:01:40.123Z"
         );
+    }
+
+    #[test]
+    fn clock_is_the_utc_time_of_day() {
+        assert_eq!(clock_utc(0), "00:00:00");
+        assert_eq!(clock_utc((13 * 3600 + 4 * 60 + 5) * 1000 + 999), "13:04:05");
+        assert_eq!(clock_utc(1_795_428_100_123), "10:01:40");
     }
 }

@@ -1,7 +1,7 @@
 //! `lab-agent supervise`: keep `lab-agent serve` running.
 //!
 //! Records its pid in the pid file, leaves the caller's session (`setsid`), runs
-//! `lab-agent serve` as a child and restarts it with [`Backoff`] whenever it exits. On
+//! `lab-agent serve` as a child and restarts it with [`Backoff`] (1 s doubling to 10 s) whenever it exits. On
 //! shutdown (SIGTERM or SIGINT cancel the token) it passes SIGTERM on to the server, waits
 //! for it (SIGKILL after [`CHILD_GRACE`]), removes the pid file and returns. The child
 //! asks the kernel to be stopped if the supervisor dies without that chance (SIGKILL).
@@ -14,9 +14,9 @@ use nix::sys::signal::Signal;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::Backoff;
 use crate::pidfile::{self, PidFile, PidFileError};
 use crate::SUPERVISOR_PID_ENV;
+use lab_api::backoff::Backoff;
 
 /// How long the server gets to stop after SIGTERM before it is killed.
 pub const CHILD_GRACE: Duration = Duration::from_secs(8);
@@ -86,10 +86,15 @@ pub async fn run(
     result
 }
 
+/// Restarts wait 1 s, doubling up to 10 s; a run of 30 s counts as healthy and starts over.
+const RESTART_MIN: Duration = Duration::from_secs(1);
+const RESTART_MAX: Duration = Duration::from_secs(10);
+const HEALTHY_RUN: Duration = Duration::from_secs(30);
+
 async fn supervise(config: &Path, shutdown: &CancellationToken) -> Result<(), SuperviseError> {
     // Resolved once: after an upgrade replaces the file, restarts run the new binary.
     let exe = std::env::current_exe().map_err(SuperviseError::Exe)?;
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::new(RESTART_MIN, RESTART_MAX);
     loop {
         let started = Instant::now();
         match spawn_server(&exe, config) {
@@ -113,7 +118,7 @@ async fn supervise(config: &Path, shutdown: &CancellationToken) -> Result<(), Su
             }
             Err(err) => log::error!("cannot start {} serve: {err}", exe.display()),
         }
-        let delay = backoff.delay_after(started.elapsed());
+        let delay = backoff.delay_after(started.elapsed(), HEALTHY_RUN);
         log::info!("restarting lab-agent serve in {}s", delay.as_secs());
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),

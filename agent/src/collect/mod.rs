@@ -18,7 +18,7 @@ pub mod nginx;
 use std::time::Duration;
 
 use lab_api::metrics::{Figure, RoleSample};
-use lab_api::CollectorConfig;
+use lab_api::{CollectorConfig, Engine};
 use tokio::task::JoinSet;
 
 /// Longest time one collector may take per sample.
@@ -52,61 +52,63 @@ pub fn gauge(name: &str, value: f64) -> Figure {
     }
 }
 
-enum Engine {
+/// How one engine is read, with what must survive between samples.
+enum Source {
     Nginx,
     Memcached,
     Mariadb(Box<mariadb::Mariadb>),
-    Unknown,
+    /// An engine without a collector yet: reported as down.
+    None,
 }
 
 /// One configured role engine, with whatever state its engine needs between samples (a
 /// MariaDB connection is kept open).
 pub struct Collector {
     config: CollectorConfig,
-    engine: Engine,
+    source: Source,
 }
 
 impl Collector {
     pub fn new(config: CollectorConfig) -> Self {
-        let engine = match config.engine.as_str() {
-            "nginx" => Engine::Nginx,
-            "memcached" => Engine::Memcached,
-            "mariadb" | "mysql" => {
-                Engine::Mariadb(Box::new(mariadb::Mariadb::new(&config.address)))
-            }
+        let source = match config.engine {
+            Engine::Nginx => Source::Nginx,
+            Engine::Memcached => Source::Memcached,
+            Engine::Mariadb => Source::Mariadb(Box::new(mariadb::Mariadb::new(&config.address))),
             other => {
                 log::warn!(
-                    "role {}: no collector for engine {other:?}; reported as down",
+                    "role {}: no collector for engine {other}; reported as down",
                     config.role
                 );
-                Engine::Unknown
+                Source::None
             }
         };
-        Collector { config, engine }
+        Collector { config, source }
     }
 
     /// Asks the engine once, under [`TIMEOUT`].
     pub async fn collect(&mut self) -> RoleSample {
         let address = self.config.address.as_str();
         let result = tokio::time::timeout(TIMEOUT, async {
-            match &mut self.engine {
-                Engine::Nginx => nginx::collect(address).await,
-                Engine::Memcached => memcached::collect(address).await,
-                Engine::Mariadb(db) => db.collect().await,
-                Engine::Unknown => Err("unknown engine".into()),
+            match &mut self.source {
+                Source::Nginx => nginx::collect(address).await,
+                Source::Memcached => memcached::collect(address).await,
+                Source::Mariadb(db) => db.collect().await,
+                Source::None => Err("no collector for this engine".into()),
             }
         })
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {TIMEOUT:?}").into()));
         if result.is_err() {
-            if let Engine::Mariadb(db) = &mut self.engine {
+            if let Source::Mariadb(db) = &mut self.source {
                 db.disconnect();
             }
         }
         let mut sample = RoleSample {
-            role: self.config.role.clone(),
-            engine: self.config.engine.clone(),
-            ..Default::default()
+            role: self.config.role,
+            engine: self.config.engine,
+            up: false,
+            figures: Vec::new(),
+            labels: Vec::new(),
         };
         match result {
             Ok(reading) => {

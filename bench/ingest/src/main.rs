@@ -619,8 +619,8 @@ impl SimAgent {
 
 fn role(role: &str, engine: &str, figures: &[(&str, bool)]) -> RoleSample {
     RoleSample {
-        role: role.into(),
-        engine: engine.into(),
+        role: lab_api::Role::parse(role).expect("a role name"),
+        engine: lab_api::Engine::parse(engine).expect("an engine name"),
         up: true,
         figures: figures
             .iter()

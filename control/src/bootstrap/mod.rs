@@ -77,7 +77,8 @@ impl AgentBinaries {
             return Ok(bin.clone());
         }
         let bin = tokio::task::spawn_blocking(move || -> Result<AgentBinary, String> {
-            let path = crate::agent_bin::ensure_agent(triple).map_err(|e| error_chain(&e))?;
+            let path = crate::agent_bin::ensure_agent(triple)
+                .map_err(|e| crate::report::error_chain(&e))?;
             let bytes = std::fs::read(&path)
                 .map_err(|e| format!("cannot read agent {}: {e}", path.display()))?;
             let sha256 = hex::encode(Sha256::digest(&bytes));
@@ -235,21 +236,10 @@ impl From<SshError> for BoardError {
             SshError::Io { .. } | SshError::Channel { .. } | SshError::Handshake { .. }
         );
         BoardError {
-            message: error_chain(&e),
+            message: crate::report::error_chain(&e),
             transient,
         }
     }
-}
-
-/// An error and its causes, `outer: inner: innermost`.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    out
 }
 
 async fn ssh_step<T, F>(conn: Arc<Connection>, f: F) -> Result<T, BoardError>

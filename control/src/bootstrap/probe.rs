@@ -73,7 +73,7 @@ pub fn parse_probe(output: &str) -> Result<Probe, String> {
     let machine = machine.ok_or_else(|| {
         format!(
             "the board did not report its architecture (`uname -m`); output was: {}",
-            crate::ssh::last_lines(output, 5)
+            crate::report::last_lines(output, 5)
         )
     })?;
     Ok(Probe {

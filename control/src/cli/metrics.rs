@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 
 use super::InventoryArg;
 use crate::metrics::client::{encode_query_value, ServeClient};
-use crate::web::api::{BoardJson, HistoryJson, MAX_HISTORY_SECONDS};
+use crate::serve_api::{BoardJson, HistoryJson, MAX_HISTORY_SECONDS};
 
 #[derive(Debug, Args)]
 pub struct MetricsArgs {

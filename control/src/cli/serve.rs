@@ -84,7 +84,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             address: b.address.clone(),
             roles: match &b.roles {
                 RoleSpec::Auto => Vec::new(),
-                RoleSpec::Given(r) => r.iter().map(|r| r.as_str().to_string()).collect(),
+                RoleSpec::Given(r) => r.clone(),
             },
         })
         .collect();
@@ -201,18 +201,17 @@ async fn print_events(store: Arc<MetricsStore>, shutdown: CancellationToken) {
                     EventKind::Up => "up",
                     EventKind::Info => "info",
                 };
-                println!("{} {:<12} {kind:<4} {}", clock(e.ts_ms), e.board, e.message);
+                println!(
+                    "{} {:<12} {kind:<4} {}",
+                    lab_api::time::clock_utc(e.ts_ms),
+                    e.board,
+                    e.message
+                );
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
             Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
         }
     }
-}
-
-/// `HH:MM:SS` (UTC) of a millisecond timestamp.
-fn clock(ts_ms: u64) -> String {
-    let secs = ts_ms / 1000 % 86_400;
-    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -383,20 +382,12 @@ pub async fn stop(state_dir: &Path, grace: Duration) -> anyhow::Result<Option<u3
 }
 
 fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    crate::report::last_lines(&std::fs::read_to_string(path).unwrap_or_default(), lines)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn clock_is_utc_hms() {
-        assert_eq!(clock(0), "00:00:00");
-        assert_eq!(clock((13 * 3600 + 4 * 60 + 5) * 1000 + 999), "13:04:05");
-    }
 
     #[test]
     fn a_dead_or_foreign_pid_is_not_our_serve() {

@@ -18,10 +18,10 @@ use tokio::sync::mpsc;
 use super::InventoryArg;
 use crate::metrics::client::{encode_query_value, ClientError, ServeClient};
 use crate::metrics::events::Event;
+use crate::serve_api::{BoardJson, HistoryJson};
 use crate::tui::model::TopModel;
 use crate::tui::render::render;
 use crate::tui::term::TerminalGuard;
-use crate::web::api::{BoardJson, HistoryJson};
 
 #[derive(Debug, Args)]
 pub struct TopArgs {

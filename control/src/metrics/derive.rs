@@ -174,7 +174,7 @@ pub fn derive(prev: Option<&Sample>, cur: &Sample) -> Derived {
             } else {
                 Some(figure.value)
             };
-            put(&role_series(&role.role, &figure.name), value);
+            put(&role_series(role.role.as_str(), &figure.name), value);
         }
     }
 
@@ -238,10 +238,13 @@ pub fn key_figure(
         value,
         unit: unit.to_string(),
     };
-    match role.role.as_str() {
-        "lb" | "app" => counter_rate(&REQUEST_COUNTERS).map(|v| make("req/s", v, "req/s")),
-        r if r.starts_with("db") => counter_rate(&QUERY_COUNTERS).map(|v| make("QPS", v, "q/s")),
-        "cache" | "cdn" => {
+    use lab_api::Role;
+    match role.role {
+        Role::Lb | Role::App => counter_rate(&REQUEST_COUNTERS).map(|v| make("req/s", v, "req/s")),
+        Role::DbMaster | Role::DbReplica => {
+            counter_rate(&QUERY_COUNTERS).map(|v| make("QPS", v, "q/s"))
+        }
+        Role::Cache | Role::Cdn => {
             let from_counters = HIT_MISS_COUNTERS.iter().find_map(|(hits, misses)| {
                 let p = prev?;
                 secs?;
@@ -259,7 +262,7 @@ pub fn key_figure(
                 .or_else(from_gauge)
                 .map(|v| make("hit ratio", v, "%"))
         }
-        _ => None,
+        Role::Files => None,
     }
 }
 
@@ -314,8 +317,8 @@ mod tests {
                 ..Default::default()
             },
             roles: vec![RoleSample {
-                role: "cache".into(),
-                engine: "memcached".into(),
+                role: lab_api::Role::Cache,
+                engine: lab_api::Engine::Memcached,
                 up: true,
                 figures: vec![
                     Figure {
@@ -389,8 +392,8 @@ mod tests {
     #[test]
     fn headline_figures_per_role() {
         let role = |name: &str, fig: &str, value: f64, counter: bool| RoleSample {
-            role: name.into(),
-            engine: "x".into(),
+            role: lab_api::Role::parse(name).expect("a role"),
+            engine: lab_api::Role::parse(name).expect("a role").engine(),
             up: true,
             figures: vec![Figure {
                 name: fig.into(),

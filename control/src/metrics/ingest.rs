@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lab_api::backoff::Backoff;
 use lab_api::metrics::Sample;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -35,35 +36,6 @@ pub struct Target {
     /// Host to dial (IP or DNS name, as in the agent's certificate).
     pub host: String,
     pub port: u16,
-}
-
-/// Exponential backoff between `min` and `max`, doubled on each failure.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    pub fn new(min: Duration, max: Duration) -> Self {
-        Self {
-            min,
-            max,
-            next: min,
-        }
-    }
-
-    /// The wait before the next attempt; doubles the one after (up to the cap).
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        d
-    }
-
-    pub fn reset(&mut self) {
-        self.next = self.min;
-    }
 }
 
 /// Start one stream task per target and the lease checker.
@@ -131,7 +103,7 @@ async fn follow_board(
                 STREAM_IDLE.as_secs()
             ),
             Ended::Failed(e) => {
-                let text = error_chain(&e);
+                let text = crate::report::error_chain(&e);
                 if text != last_error {
                     tracing::info!(board = %name, "sample stream: {text}");
                     last_error = text;
@@ -216,29 +188,4 @@ async fn stream_once(
             .fetch_add(1, Ordering::Relaxed);
     }
     ended
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_the_cap_and_resets() {
-        let mut b = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
-        let waits: Vec<u128> = (0..7).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(waits, [100, 200, 400, 800, 1600, 2000, 2000]);
-        b.reset();
-        assert_eq!(b.next_delay(), MIN_BACKOFF);
-    }
 }

@@ -34,7 +34,7 @@ pub struct BoardInfo {
     /// Address as written in the inventory.
     pub address: String,
     /// Roles given in the inventory (empty for `auto`).
-    pub roles: Vec<String>,
+    pub roles: Vec<lab_api::Role>,
 }
 
 /// A copy of one board's state, for readers.
@@ -46,7 +46,7 @@ pub struct BoardSnapshot {
     pub arch: Option<String>,
     pub os: Option<String>,
     /// Roles the agent reports figures for (the planner's assignment), in its order.
-    pub sampled_roles: Vec<String>,
+    pub sampled_roles: Vec<lab_api::Role>,
     pub latest: Option<Latest>,
     pub samples_total: u64,
 }
@@ -228,7 +228,7 @@ impl MetricsStore {
             sampled_roles: st
                 .latest
                 .as_ref()
-                .map(|s| s.roles.iter().map(|r| r.role.clone()).collect())
+                .map(|s| s.roles.iter().map(|r| r.role).collect())
                 .unwrap_or_default(),
             latest: st.derived.clone(),
             samples_total: st.samples_total,

@@ -129,9 +129,3 @@ fn tail_block(tail: &str) -> String {
         format!("; last output:\n{}", indented.join("\n"))
     }
 }
-
-/// The last `n` lines of `text`.
-pub fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}

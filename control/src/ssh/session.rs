@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ssh2::{ExtendedData, Session};
 
-use super::{last_lines, HostKeyStore, HostKeyVerdict, RemoteCommand, SshError, SshTarget};
+use super::{HostKeyStore, HostKeyVerdict, RemoteCommand, SshError, SshTarget};
 
 /// Timeout of every blocking SSH operation once connected.
 const OP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -116,7 +116,7 @@ impl Connection {
                 board: self.target.board.clone(),
                 command: cmd.to_shell(),
                 status: out.status,
-                output_tail: last_lines(&out.output, 12),
+                output_tail: crate::report::last_lines(&out.output, 12),
             })
         }
     }

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::metrics::events::Event;
-use crate::web::api::BoardJson;
+use crate::serve_api::BoardJson;
 
 /// Samples kept per board for the sparklines (one a second).
 pub const SPARK_LEN: usize = 120;
@@ -147,7 +147,7 @@ impl TopModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::web::api::LatestJson;
+    use crate::serve_api::LatestJson;
 
     pub(crate) fn board(name: &str, up: bool, ts: Option<u64>, cpu: f64) -> BoardJson {
         BoardJson {

@@ -11,7 +11,7 @@ use ratatui::Frame;
 
 use super::model::TopModel;
 use crate::metrics::events::EventKind;
-use crate::web::api::BoardJson;
+use crate::serve_api::BoardJson;
 
 /// A table column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,17 +184,14 @@ pub fn rate(n: f64) -> String {
     }
 }
 
-/// `HH:MM:SS` in UTC of a wall-clock millisecond timestamp.
-pub fn clock(ts_ms: u64) -> String {
-    let s = ts_ms / 1000 % 86_400;
-    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-}
+pub use lab_api::time::clock_utc as clock;
 
 fn role_text(b: &BoardJson) -> String {
     if b.roles.is_empty() {
         "auto".into()
     } else {
-        b.roles.join(",")
+        let names: Vec<&str> = b.roles.iter().map(|r| r.as_str()).collect();
+        names.join(",")
     }
 }
 
@@ -220,7 +217,7 @@ fn cell(model: &TopModel, b: &BoardJson, col: Col, width: u16) -> Cell<'static> 
             Cell::from(b.board.clone()).style(Style::default().add_modifier(Modifier::BOLD))
         }
         Col::Role => {
-            let first = b.roles.first().map(String::as_str).unwrap_or("auto");
+            let first = b.roles.first().map(|r| r.as_str()).unwrap_or("auto");
             Cell::from(role_text(b)).style(Style::default().fg(role_color(first)))
         }
         Col::Health => {
@@ -431,7 +428,7 @@ fn render_table(frame: &mut Frame, model: &TopModel, area: Rect) {
 mod tests {
     use super::*;
     use crate::metrics::events::Event;
-    use crate::web::api::{KeyFigureJson, LatestJson};
+    use crate::serve_api::{KeyFigureJson, LatestJson};
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
 
@@ -439,7 +436,7 @@ mod tests {
         BoardJson {
             board: name.into(),
             address: "10.1.2.3".into(),
-            roles: vec![role.into()],
+            roles: vec![lab_api::Role::parse(role).expect("a role")],
             up,
             last_seen_ms: Some(1_000),
             arch: Some("x86_64".into()),

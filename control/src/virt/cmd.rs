@@ -65,13 +65,14 @@ pub(crate) fn run(target: &Target, program: &str, args: &[&str]) -> Result<Strin
     CommandLine::new(program, args.iter().copied()).run(target)
 }
 
-/// The last `lines` non-empty lines of `text`, or a placeholder when there are none.
+/// The last `lines` non-blank lines of `text`, or a placeholder when there are none.
 pub(crate) fn tail(text: &str, lines: usize) -> String {
-    let kept: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    if kept.is_empty() {
-        return "(no output)".to_owned();
+    let tail = crate::report::last_lines(text, lines);
+    if tail.is_empty() {
+        "(no output)".to_owned()
+    } else {
+        tail
     }
-    kept[kept.len().saturating_sub(lines)..].join("\n")
 }
 
 #[cfg(test)]

@@ -23,68 +23,13 @@ use axum::http::{header, StatusCode};
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::WebState;
 use crate::metrics::derive::{KeyFigure, Latest, HOST_SERIES};
 use crate::metrics::events::Event;
 use crate::metrics::store::{BoardSnapshot, MetricsStore};
-
-/// Longest history a request may ask for, in seconds.
-pub const MAX_HISTORY_SECONDS: u64 = 3600;
-/// History length when `seconds` is not given.
-pub const DEFAULT_HISTORY_SECONDS: u64 = 300;
-
-/// One board in `/api/boards`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BoardJson {
-    pub board: String,
-    pub address: String,
-    pub roles: Vec<String>,
-    pub up: bool,
-    pub last_seen_ms: Option<u64>,
-    pub arch: Option<String>,
-    pub os: Option<String>,
-    pub latest: Option<LatestJson>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LatestJson {
-    pub cpu_percent: f64,
-    pub mem_used_bytes: u64,
-    pub mem_total_bytes: u64,
-    pub load1: f64,
-    pub temp_c: Option<f64>,
-    pub net_rx_bps: f64,
-    pub net_tx_bps: f64,
-    pub disk_read_bps: f64,
-    pub disk_write_bps: f64,
-    pub throttled: Option<bool>,
-    pub gpu_load_percent: Option<f64>,
-    pub key_figure: Option<KeyFigureJson>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct KeyFigureJson {
-    pub label: String,
-    pub value: f64,
-    pub unit: String,
-}
-
-/// `/api/history` answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistoryJson {
-    pub board: String,
-    pub series: String,
-    pub points: Vec<(u64, f32)>,
-}
-
-/// Body of every 4xx answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorJson {
-    pub error: String,
-}
+pub use crate::serve_api::*;
 
 fn finite(v: f64) -> f64 {
     if v.is_finite() {
