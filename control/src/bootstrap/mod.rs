@@ -6,6 +6,8 @@
 //! arch, OS, init and the hashes of managed files in one round trip; upload only what
 //! differs; start (or restart, if something changed) the agent as a systemd unit or a
 //! supervised process; poll its health endpoint until it answers as the right board.
+//! A board certificate near its end is re-issued here ([`crate::pki`]), so it is simply a
+//! changed file: uploaded, and the agent restarted to load it.
 //!
 //! - [`probe`]: the one-round-trip survey of a board.
 //! - [`files`]: the files kept on every board.
@@ -350,6 +352,14 @@ async fn bootstrap_board(
         board.name.clone(),
     ];
     names.dedup();
+    if let Some((why, validity)) = ctx.pki.board_cert_renewal(&board.name) {
+        progress.note(&format!(
+            "{}: certificate {} (valid until {}): issuing a new one",
+            board.name,
+            why.describe(),
+            crate::pki::day(validity.not_after)
+        ));
+    }
     let cert = ctx
         .pki
         .board_cert(&board.name, &names)

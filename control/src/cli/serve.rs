@@ -5,6 +5,10 @@
 //! Also here: starting it detached for `lab up` ([`start_detached`]: a new session, output
 //! to `<state>/serve.log`, pid in `<state>/serve.pid`, address in `<state>/serve.addr`) and
 //! stopping it for `lab down` ([`stop`]: SIGTERM, a deadline, then SIGKILL).
+//!
+//! The HTTP side has no authentication: it answers only requests whose `Host` names the
+//! address served (see [`crate::web::host_check`]), and says so loudly on stderr when it
+//! listens beyond loopback ([`exposure_warning`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -32,6 +36,9 @@ use crate::web::{self, WebState};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7480";
 /// Environment variable naming the listen address (for `lab serve` and `lab up`).
 pub const LISTEN_ENV: &str = "LAB_SERVE_LISTEN";
+/// Environment variable with extra host names to answer (comma-separated; a `lab serve`
+/// started by `lab up` inherits it).
+pub const ALLOW_HOST_ENV: &str = "LAB_SERVE_ALLOW_HOST";
 /// How long requests and streams in flight get to finish on shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -45,6 +52,13 @@ pub struct ServeArgs {
     /// written to <state>/serve.addr.
     #[arg(long, env = LISTEN_ENV, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// Also answer requests addressed to NAME (a DNS name you point at this machine), with
+    /// the port served, or to NAME:PORT (behind a proxy). Repeatable. Without it only the
+    /// address served (and localhost/this host's own addresses) is answered: a request
+    /// naming any other host gets 421, so a web page elsewhere cannot read the cluster
+    /// through a browser (DNS rebinding).
+    #[arg(long = "allow-host", env = ALLOW_HOST_ENV, value_name = "NAME", value_delimiter = ',')]
+    pub allow_hosts: Vec<String>,
     /// Started by `lab up`: detach from the terminal's session (internal).
     #[arg(long, hide = true)]
     pub detached: bool,
@@ -67,10 +81,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    web::host_check::AllowedHosts::parse_extra(&args.allow_hosts).map_err(anyhow::Error::msg)?;
     let listener = bind(args.listen.as_deref()).await?;
     let addr = listener
         .local_addr()
         .context("reading the listen address")?;
+    let mut allow_hosts = args.allow_hosts.clone();
+    // `--listen mybox.lan:7480` names the host it is reached by.
+    if let Some((host, _)) = args.listen.as_deref().and_then(|l| l.rsplit_once(':')) {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if !host.is_empty() && host != "localhost" && host.parse::<std::net::IpAddr>().is_err() {
+            allow_hosts.push(host.to_string());
+        }
+    }
+    let allowed = web::host_check::AllowedHosts::new(addr, &allow_hosts);
+    if let Some(warning) = exposure_warning(addr) {
+        eprintln!("{warning}");
+        eprintln!(
+            "WARNING: answering requests addressed to: {}",
+            allowed.describe()
+        );
+    }
 
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -131,6 +162,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             store: store.clone(),
             shutdown: shutdown.clone(),
         },
+        allowed,
     )
     .await;
     shutdown.cancel();
@@ -145,6 +177,29 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     served.context("serving HTTP")?;
     println!("lab serve: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The warning for a control plane listening on `addr` beyond loopback (None on loopback):
+/// what anyone who reaches it can read, and how to keep it on this machine.
+pub fn exposure_warning(addr: std::net::SocketAddr) -> Option<String> {
+    if addr.ip().is_loopback() {
+        return None;
+    }
+    let reach = if addr.ip().is_unspecified() {
+        "every network this machine is on".to_string()
+    } else {
+        format!("the network of {}", addr.ip())
+    };
+    Some(format!(
+        "WARNING: lab serve listens on {addr}, reachable from {reach}.\n\
+         WARNING: Its dashboard, HTTP API (/api/*) and /metrics are plain HTTP with NO authentication\n\
+         WARNING: and no encryption: anyone who reaches port {port} here can read every board's name,\n\
+         WARNING: address, roles, metrics history and events (read-only: nothing served changes the\n\
+         WARNING: cluster). Requests addressed to another host name get 421; add names with\n\
+         WARNING: --allow-host NAME ({ALLOW_HOST_ENV}).\n\
+         WARNING: To keep it on this machine: --listen 127.0.0.1:{port} (or unset {LISTEN_ENV}).",
+        port = addr.port()
+    ))
 }
 
 /// Bind the asked address; without one, the default, or a free loopback port when the
@@ -388,6 +443,23 @@ fn tail(path: &Path, lines: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warns_beyond_loopback_only() {
+        assert_eq!(
+            exposure_warning("127.0.0.1:7480".parse().expect("addr")),
+            None
+        );
+        assert_eq!(exposure_warning("[::1]:7480".parse().expect("addr")), None);
+        let w = exposure_warning("0.0.0.0:7480".parse().expect("addr")).expect("warns");
+        assert!(
+            w.contains("0.0.0.0:7480") && w.contains("NO authentication"),
+            "{w}"
+        );
+        assert!(w.lines().all(|l| l.starts_with("WARNING: ")), "{w}");
+        let w = exposure_warning("192.168.1.5:7480".parse().expect("addr")).expect("warns");
+        assert!(w.contains("the network of 192.168.1.5"), "{w}");
+    }
 
     #[test]
     fn a_dead_or_foreign_pid_is_not_our_serve() {

@@ -1,5 +1,7 @@
 //! `lab status`: ask every agent for its health over mTLS, in parallel, and print a table
 //! (or JSON with `--json`). A board whose agent does not answer is shown as down, with why.
+//! Certificates that expire within the renewal window (or have expired) get a warning line
+//! on stderr saying what to do; `--json` also gives each board's certificate end date.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use super::output::{bytes, duration, table};
 use super::InventoryArg;
 use crate::agent_client::AgentClient;
 use crate::cluster::ClusterContext;
+use crate::pki::CertStanding;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -36,6 +39,9 @@ pub struct BoardStatus {
     pub health: Option<lab_api::Health>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The board's certificate as kept in the state dir (absent before its first bootstrap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<CertStanding>,
 }
 
 pub async fn collect(ctx: &ClusterContext, timeout: Duration) -> anyhow::Result<Vec<BoardStatus>> {
@@ -58,6 +64,7 @@ pub async fn collect(ctx: &ClusterContext, timeout: Duration) -> anyhow::Result<
                 up: health.is_some(),
                 health,
                 error,
+                cert: None,
             }
         }));
     }
@@ -72,9 +79,36 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let inv = super::load_inventory(&args.inventory)?;
     let ctx = ClusterContext::open_existing(inv)?;
     let timeout = Duration::from_secs_f64(args.timeout.clamp(0.1, 60.0));
-    let boards = collect(&ctx, timeout).await?;
+    let mut boards = collect(&ctx, timeout).await?;
+    let inv = match &args.inventory.inventory {
+        Some(_) => format!(" -i {}", ctx.inventory.path.display()),
+        None => String::new(),
+    };
+    let names: Vec<String> = ctx
+        .inventory
+        .boards
+        .iter()
+        .map(|b| b.name.clone())
+        .collect();
+    let certs = ctx.pki.expiry_report(
+        &names,
+        time::OffsetDateTime::now_utc(),
+        &format!("{} bootstrap{inv}", super::lab_command()),
+    );
+    let warn = || {
+        for w in certs.iter().filter_map(|c| c.warning.as_ref()) {
+            eprintln!("warning: {w}");
+        }
+    };
+    for b in &mut boards {
+        b.cert = certs
+            .iter()
+            .find(|c| c.board.as_deref() == Some(b.board.as_str()))
+            .cloned();
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&boards)?);
+        warn();
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<Vec<String>> = boards
@@ -118,5 +152,6 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     );
     let up = boards.iter().filter(|b| b.up).count();
     println!("{up}/{} boards up", boards.len());
+    warn();
     Ok(ExitCode::SUCCESS)
 }

@@ -61,6 +61,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         Ok(
             super::serve::Started::New { addr, .. } | super::serve::Started::Running { addr, .. },
         ) => {
+            // The detached `lab serve` warns into its log; say it here too.
+            if let Some(w) = addr.parse().ok().and_then(super::serve::exposure_warning) {
+                eprintln!("{w}");
+            }
             lines.push((
                 format!("dashboard: http://{addr}/"),
                 "live boards, charts and events (Prometheus text: /metrics)".to_string(),

@@ -2,8 +2,10 @@
 //! the JSON API ([`api`]), the Prometheus exposition and the embedded web dashboard
 //! (`dashboard/index.html`, `app.js`, `style.css`, compiled into the binary), and the server
 //! loop that stops gracefully when the shutdown token is cancelled (SSE streams included).
+//! Every route answers only requests whose `Host` names the address served ([`host_check`]).
 
 pub mod api;
+pub mod host_check;
 
 use std::sync::Arc;
 
@@ -70,10 +72,19 @@ pub fn router(state: WebState) -> Router {
 }
 
 /// Serve `router(state)` on `listener` until `state.shutdown` is cancelled, then finish the
-/// requests in flight (SSE streams end on the same token).
-pub async fn serve(listener: TcpListener, state: WebState) -> std::io::Result<()> {
+/// requests in flight (SSE streams end on the same token). Requests whose `Host` is not in
+/// `allowed` are refused on every route, the fallback included.
+pub async fn serve(
+    listener: TcpListener,
+    state: WebState,
+    allowed: host_check::AllowedHosts,
+) -> std::io::Result<()> {
     let shutdown = state.shutdown.clone();
-    axum::serve(listener, router(state))
+    let app = router(state).layer(axum::middleware::from_fn_with_state(
+        Arc::new(allowed),
+        host_check::check_host,
+    ));
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }

@@ -69,11 +69,17 @@ impl TestCluster {
 
     /// Run `lab <args> -i <inventory>`.
     pub fn lab(&self, args: &[&str]) -> Output {
+        self.lab_env(args, &[])
+    }
+
+    /// Run `lab <args> -i <inventory>` with extra environment variables.
+    pub fn lab_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(LAB);
         cmd.args(args)
             .arg("-i")
             .arg(&self.inventory)
-            .env_remove("SSH_AUTH_SOCK");
+            .env_remove("SSH_AUTH_SOCK")
+            .envs(env.iter().copied());
         cmd.output().expect("run lab")
     }
 
