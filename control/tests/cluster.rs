@@ -160,9 +160,33 @@ fn virtual_cluster_lifecycle() {
         }
     });
 
+    // 5b. The leftover check sees a running cluster, each kind of object and each way of
+    //     finding a board's processes: its empty answer after `down` means something.
+    let seen = cluster.leftovers();
+    let count = |prefix: &str| seen.iter().filter(|l| l.starts_with(prefix)).count();
+    assert_eq!(count("bridge "), 1, "{seen:#?}");
+    assert_eq!(count("veth "), 3, "{seen:#?}");
+    assert_eq!(count("netns "), 3, "{seen:#?}");
+    assert!(
+        count("mount ") >= 3,
+        "each board's netns is a mount: {seen:#?}"
+    );
+    for (what, how) in [
+        ("board-init", "mentions"),
+        ("sshd", "in netns lab-"),
+        ("sshd", "in a mount namespace with"),
+        ("lab-agent", "in a mount namespace with"),
+    ] {
+        assert!(
+            seen.iter()
+                .any(|l| l.starts_with("process ") && l.contains(what) && l.contains(how)),
+            "no {what} process found by \"{how}\": {seen:#?}"
+        );
+    }
+
     // 6. Down leaves nothing of this cluster on the host.
     cluster.lab_ok(&["down"]);
-    let left = host_leftovers(&cluster.name);
+    let left = cluster.leftovers();
     assert!(left.is_empty(), "leftovers after down: {left:?}");
 
     // 7. Purged boards are new boards (new host keys): a fresh `up` pins them again instead
@@ -208,10 +232,6 @@ fn invalid_inventory_changes_nothing() {
         !dir.path().join("state").exists(),
         "no state dir was created"
     );
-    assert!(
-        host_leftovers("bad")
-            .iter()
-            .all(|l| !l.contains("lab-bad-")),
-        "nothing created"
-    );
+    let left = host_leftovers("bad", &["a"], dir.path());
+    assert!(left.is_empty(), "nothing created: {left:?}");
 }
