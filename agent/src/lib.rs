@@ -22,6 +22,9 @@
 //! - [`hostmetrics`]: reads `/proc` and `/sys` into a host sample (parsers in
 //!   [`hostmetrics::parse`]).
 //! - [`collect`]: role collectors, one module per engine (nginx, memcached, mariadb).
+//! - [`engine`]: role engines as child processes, each the leader of its own process group,
+//!   stopped whole (signal, deadline, SIGKILL to the group, nothing left): the foundation of
+//!   the per-role supervision.
 //! - [`host`]: facts about the board (hostname, OS, kernel, boot age), read once.
 //! - [`procfs`]: pure parsers for the `/proc` and `/etc` files the agent reads, unit tested on
 //!   captured text.
@@ -36,6 +39,7 @@ pub mod cli;
 pub mod cmd;
 pub mod collect;
 pub mod config;
+pub mod engine;
 pub mod host;
 pub mod hostmetrics;
 pub mod logging;

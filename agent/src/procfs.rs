@@ -52,6 +52,8 @@ pub struct ProcStat {
     pub state: char,
     /// Field 4: parent pid.
     pub ppid: i32,
+    /// Field 5: process group id (an engine and every process it forks share one).
+    pub pgrp: i32,
     /// Field 22: start time after boot, in clock ticks.
     pub starttime_ticks: u64,
 }
@@ -64,10 +66,12 @@ pub fn parse_stat(stat: &str) -> Option<ProcStat> {
     // fields[0] is field 3 of the man page, so field N is fields[N - 3].
     let state = fields.first()?.chars().next()?;
     let ppid = fields.get(1)?.parse().ok()?;
+    let pgrp = fields.get(2)?.parse().ok()?;
     let starttime_ticks = fields.get(19)?.parse().ok()?;
     Some(ProcStat {
         state,
         ppid,
+        pgrp,
         starttime_ticks,
     })
 }
@@ -159,6 +163,7 @@ HOME_URL="https://www.debian.org/"
             Some(ProcStat {
                 state: 'S',
                 ppid: 0,
+                pgrp: 1,
                 starttime_ticks: 5
             })
         );
@@ -167,6 +172,7 @@ HOME_URL="https://www.debian.org/"
             Some(ProcStat {
                 state: 'Z',
                 ppid: 17,
+                pgrp: 4242,
                 starttime_ticks: 123456
             })
         );

@@ -1,62 +1,21 @@
 //! Role collectors against real engines: a `memcached`, an `nginx` and a `mariadbd` started
-//! as children of the test (killed by a drop guard, in temp dirs, on free ports), exercised
-//! with real requests; the collectors' figures must move accordingly.
+//! through the agent's engine module (each the leader of its own process group, in temp dirs,
+//! on unique loopback addresses), exercised with real requests; the collectors' figures must
+//! move accordingly. Every test stops its engine whole at the end and checks that nothing of
+//! it is left; a failing test's engine is SIGKILLed with its whole group when dropped.
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::engines::{self, stop_whole};
 use lab_agent::collect::{mysql, Collector};
+use lab_agent::engine::{EngineCommand, EngineProcess, StopMode, StopSignals};
 use lab_api::metrics::RoleSample;
 use lab_api::CollectorConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A child process killed (and reaped) when dropped, even if the test panics.
-struct Engine {
-    child: Child,
-    name: &'static str,
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `program`; its stderr goes to `log` when given (engines that chatter).
-fn start(name: &'static str, program: &str, args: &[&str]) -> Engine {
-    start_logged(name, program, args, None)
-}
-
-fn start_logged(name: &'static str, program: &str, args: &[&str], log: Option<&Path>) -> Engine {
-    lab::host_setup::ensure(lab::host_setup::ENGINES, &mut |l: &str| eprintln!("{l}"))
-        .expect("installing the role engines (run the tests as root)");
-    assert!(
-        Path::new(program).exists(),
-        "{program} missing: apt-get install -y nginx-light memcached mariadb-server"
-    );
-    let child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(match log {
-            Some(path) => Stdio::from(std::fs::File::create(path).expect("engine log")),
-            None => Stdio::inherit(),
-        })
-        .spawn()
-        .unwrap_or_else(|err| panic!("cannot start {program}: {err}"));
-    Engine { child, name }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
 
 fn config(role: &str, engine: &str, address: String) -> CollectorConfig {
     CollectorConfig {
@@ -76,20 +35,20 @@ fn figure(sample: &RoleSample, name: &str) -> f64 {
 }
 
 /// Collects until the engine is up (it may still be starting), at most 20 s.
-async fn collect_up(collector: &mut Collector, engine: &mut Engine) -> RoleSample {
+async fn collect_up(collector: &mut Collector, engine: &mut EngineProcess) -> RoleSample {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let sample = collector.collect().await;
         if sample.up {
             return sample;
         }
-        if let Ok(Some(status)) = engine.child.try_wait() {
-            panic!("{} exited early: {status}", engine.name);
+        if let Some(status) = engine.try_exited().expect("engine status") {
+            panic!("{} exited early: {status}", engine.name());
         }
         assert!(
             Instant::now() < deadline,
             "{} never answered: {sample:?}",
-            engine.name
+            engine.name()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -114,13 +73,9 @@ async fn memcached_command(addr: &str, command: &[u8], until: &[u8]) -> Vec<u8> 
 
 #[tokio::test]
 async fn memcached_figures_follow_sets_and_gets() {
-    let port = free_port().to_string();
-    let mut engine = start(
-        "memcached",
-        "/usr/bin/memcached",
-        &["-l", "127.0.0.1", "-p", &port, "-U", "0", "-u", "root"],
-    );
-    let addr = format!("127.0.0.1:{port}");
+    let listen = engines::unique_loopback();
+    let mut engine = engines::start(engines::memcached(listen));
+    let addr = listen.to_string();
     let mut collector = Collector::new(config("cache", "memcached", addr.clone()));
     let before = collect_up(&mut collector, &mut engine).await;
     assert_eq!(before.engine, lab_api::Engine::Memcached);
@@ -147,7 +102,7 @@ async fn memcached_figures_follow_sets_and_gets() {
     assert!(figure(&after, "bytes") > 0.0);
     assert!(figure(&after, "limit_maxbytes") > 0.0);
 
-    drop(engine);
+    stop_whole(&mut engine, StopMode::Graceful).await;
     let down = collector.collect().await;
     assert!(!down.up);
     assert!(down.figures.is_empty());
@@ -156,44 +111,16 @@ async fn memcached_figures_follow_sets_and_gets() {
 #[tokio::test]
 async fn nginx_requests_are_counted() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let d = dir.path().display();
-    let conf = format!(
-        "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-           fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-           server {{\n    listen 127.0.0.1:{port};\n    location /stub_status {{ stub_status; }}\n\
-             location / {{ return 200 'ok'; }}\n  }}\n}}\n"
-    );
-    let conf_path = dir.path().join("nginx.conf");
-    std::fs::write(&conf_path, conf).expect("write nginx.conf");
-    let conf_arg = conf_path.display().to_string();
-    let mut engine = start(
-        "nginx",
-        "/usr/sbin/nginx",
-        &["-c", &conf_arg, "-p", &d.to_string(), "-g", "daemon off;"],
-    );
-    let url = format!("http://127.0.0.1:{port}/stub_status");
+    let listen = engines::unique_loopback();
+    let mut engine = engines::start(engines::nginx(dir.path(), listen, 2));
+    let url = format!("http://{listen}/stub_status");
     let mut collector = Collector::new(config("lb", "nginx", url));
     let before = collect_up(&mut collector, &mut engine).await;
 
     const N: f64 = 5.0;
     for _ in 0..N as usize {
-        let mut stream = TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("connect");
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .expect("request");
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await.expect("answer");
-        assert!(
-            answer.starts_with(b"HTTP/1.1 200"),
-            "{:?}",
-            String::from_utf8_lossy(&answer)
-        );
+        let (status, body) = engines::http_get(listen, "/").await.expect("GET /");
+        assert!(status.starts_with("HTTP/1.1 200"), "{status} {body}");
     }
 
     let after = collector.collect().await;
@@ -207,6 +134,10 @@ async fn nginx_requests_are_counted() {
     assert!(figure(&after, "handled_total") >= figure(&after, "accepts_total") - 0.5);
     assert!(figure(&after, "active_connections") >= 1.0);
     assert!(figure(&after, "writing") >= 1.0);
+
+    stop_whole(&mut engine, StopMode::Graceful).await;
+    engines::assert_refused(listen).await;
+    assert!(!collector.collect().await.up);
 }
 
 #[tokio::test]
@@ -214,8 +145,7 @@ async fn mariadb_status_over_unix_socket() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     let socket = dir.path().join("sock");
-    lab::host_setup::ensure(lab::host_setup::ENGINES, &mut |l: &str| eprintln!("{l}"))
-        .expect("installing the role engines (run the tests as root)");
+    engines::ensure_engines();
     let install = Command::new("/usr/bin/mariadb-install-db")
         .arg(format!("--datadir={}", data.display()))
         .args([
@@ -232,21 +162,19 @@ async fn mariadb_status_over_unix_socket() {
         "mariadb-install-db failed: {}",
         String::from_utf8_lossy(&install.stderr)
     );
-    let log = dir.path().join("mariadbd.log");
-    let mut engine = start_logged(
-        "mariadbd",
-        "/usr/sbin/mariadbd",
-        &[
-            "--no-defaults",
-            &format!("--datadir={}", data.display()),
-            &format!("--socket={}", socket.display()),
-            &format!("--pid-file={}", dir.path().join("pid").display()),
-            "--skip-networking",
-            "--user=root",
-            "--skip-log-bin",
-            "--innodb-buffer-pool-size=16M",
-        ],
-        Some(&log),
+    let mut engine = engines::start(
+        EngineCommand::new("mariadbd", "/usr/sbin/mariadbd", StopSignals::MARIADB)
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", socket.display()))
+            .arg(format!("--pid-file={}", dir.path().join("pid").display()))
+            .args([
+                "--skip-networking",
+                "--user=root",
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=16M",
+            ])
+            .log_to(dir.path().join("mariadbd.log")),
     );
 
     let address = format!("root@{}", socket.display());
@@ -286,5 +214,11 @@ async fn mariadb_status_over_unix_socket() {
             .collect()
             .await
             .up
+    );
+
+    stop_whole(&mut engine, StopMode::Graceful).await;
+    assert!(
+        !socket.exists(),
+        "mariadbd removes its socket on a clean shutdown"
     );
 }

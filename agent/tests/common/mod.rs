@@ -1,7 +1,10 @@
 //! Shared by the integration tests: a throwaway cluster PKI made with rcgen, agent config
-//! files in a temp dir, a real rustls + hyper client, and polling with a deadline.
+//! files in a temp dir, a real rustls + hyper client, and polling with a deadline; real
+//! engines and the check that nothing of them is left ([`engines`]).
 
 #![allow(dead_code)] // each test binary uses a different subset
+
+pub mod engines;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -67,6 +67,12 @@ impl TestCluster {
         self.dir.path().join("state")
     }
 
+    /// What this cluster left on the host (see [`host_leftovers`]); empty when clean.
+    pub fn leftovers(&self) -> Vec<String> {
+        let boards: Vec<&str> = self.boards.iter().map(|(name, _)| name.as_str()).collect();
+        host_leftovers(&self.name, &boards, self.dir.path())
+    }
+
     /// Run `lab <args> -i <inventory>`.
     pub fn lab(&self, args: &[&str]) -> Output {
         self.lab_env(args, &[])
@@ -171,24 +177,179 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<
     }
 }
 
-/// Interfaces and namespaces on this host whose names mention `needle`.
-pub fn host_leftovers(cluster: &str) -> Vec<String> {
+/// Everything cluster `cluster` (boards `boards`, files under `dir`: its inventory and state
+/// dir) could have left on this host, one readable line each; empty when clean:
+///
+/// - network namespaces `lab-<cluster>_*`, the cluster's bridge and its boards' host veths
+///   (names from `lab::virt::names`, which hashes the cluster name into them);
+/// - mounts of this namespace that mention `dir` or the cluster's namespaces;
+/// - live processes of this cluster, whatever they are (board inits, sshd, lab-agent, `lab
+///   serve`, engines such as `nginx: master`/`nginx: worker`, memcached, mariadbd): those whose
+///   command line mentions `dir` or `lab-<cluster>_`, those in one of the cluster's network
+///   namespaces, and those in a mount namespace that has `dir` mounted (a board's private
+///   view). Scoped by the cluster's own names and paths, so parallel tests never see each
+///   other's processes.
+///
+/// Panics when it cannot look (`ip` missing or failing, `/proc` unreadable): a check that
+/// cannot look must not report "nothing left".
+pub fn host_leftovers(cluster: &str, boards: &[&str], dir: &Path) -> Vec<String> {
+    use lab::virt::names;
+
     let mut found = Vec::new();
-    if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
-        for l in String::from_utf8_lossy(&out.stdout).lines() {
-            if l.contains(cluster) {
-                found.push(format!("netns {l}"));
-            }
+    let netns_prefix = format!("lab-{cluster}_");
+    let dir_text = dir.display().to_string();
+
+    let netns = ip(&["netns", "list"]);
+    let namespaces: Vec<String> = netns
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| name.starts_with(&netns_prefix))
+        .map(str::to_string)
+        .collect();
+    found.extend(namespaces.iter().map(|ns| format!("netns {ns}")));
+
+    let links = ip(&["-o", "link", "show"]);
+    let link_names: Vec<&str> = links
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|name| name.split('@').next().unwrap_or(name))
+        .collect();
+    let bridge = names::bridge_name(cluster);
+    if link_names.contains(&bridge.as_str()) {
+        found.push(format!("bridge {bridge}"));
+    }
+    for board in boards {
+        let veth = names::host_veth_name(cluster, board);
+        if link_names.contains(&veth.as_str()) {
+            found.push(format!("veth {veth} (board {board})"));
         }
     }
-    if let Ok(out) = Command::new("pgrep").args(["-af", cluster]).output() {
-        for l in String::from_utf8_lossy(&out.stdout).lines() {
-            if !l.contains("cargo") && !l.contains("pgrep") {
-                found.push(format!("process {l}"));
+
+    let own_mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_else(|err| panic!("reading /proc/self/mountinfo: {err}"));
+    found.extend(
+        own_mounts
+            .lines()
+            .filter(|l| l.contains(&dir_text) || l.contains(&format!("/run/netns/{netns_prefix}")))
+            .map(|l| format!("mount {l}")),
+    );
+
+    // Network namespaces still present, by inode (a process inside shows `net:[<inode>]`).
+    let netns_links: Vec<(String, String)> = namespaces
+        .iter()
+        .filter_map(|ns| {
+            use std::os::unix::fs::MetadataExt;
+            let inode = std::fs::metadata(format!("/run/netns/{ns}")).ok()?.ino();
+            Some((format!("net:[{inode}]"), ns.clone()))
+        })
+        .collect();
+    // Bind mounts show their source as a path inside its file system: look for `dir` as the
+    // mountinfo `root` field would show it.
+    let dir_in_fs = path_in_its_filesystem(dir, &own_mounts);
+    let own_mnt_ns = std::fs::read_link("/proc/self/ns/mnt")
+        .unwrap_or_else(|err| panic!("reading /proc/self/ns/mnt: {err}"));
+    let mut mnt_ns_has_dir: std::collections::HashMap<PathBuf, bool> = Default::default();
+    let me = std::process::id();
+    let entries = std::fs::read_dir("/proc").unwrap_or_else(|err| panic!("listing /proc: {err}"));
+    for entry in entries {
+        let entry = entry.unwrap_or_else(|err| panic!("listing /proc: {err}"));
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        // Unreadable: the process exited during the scan. Zombies hold nothing and show no
+        // command line or namespaces.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        if state == Some('Z') {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|raw| {
+                String::from_utf8_lossy(&raw)
+                    .replace('\0', " ")
+                    .trim()
+                    .to_string()
+            })
+            .unwrap_or_default();
+        let net = std::fs::read_link(format!("/proc/{pid}/ns/net"))
+            .map(|l| l.display().to_string())
+            .unwrap_or_default();
+        let mut why = Vec::new();
+        if cmdline.contains(&dir_text) {
+            why.push(format!("mentions {dir_text}"));
+        }
+        if cmdline.contains(&netns_prefix) {
+            why.push(format!("mentions {netns_prefix}"));
+        }
+        if let Some((_, ns)) = netns_links.iter().find(|(link, _)| *link == net) {
+            why.push(format!("in netns {ns}"));
+        }
+        if let Ok(mnt) = std::fs::read_link(format!("/proc/{pid}/ns/mnt")) {
+            if mnt != own_mnt_ns {
+                let has_dir = *mnt_ns_has_dir.entry(mnt).or_insert_with(|| {
+                    std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+                        .is_ok_and(|info| info.lines().any(|l| mounts_from(l, &dir_in_fs)))
+                });
+                if has_dir {
+                    why.push(format!("in a mount namespace with {dir_text} mounted"));
+                }
             }
+        }
+        if !why.is_empty() {
+            found.push(format!("process {pid} ({}): {cmdline}", why.join("; ")));
         }
     }
     found
+}
+
+/// Output of `ip <args>`; panics when `ip` cannot run or fails.
+fn ip(args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run `ip {}`: {err}", args.join(" ")));
+    assert!(
+        out.status.success(),
+        "`ip {}` failed, cannot check for leftovers:\n{}",
+        args.join(" "),
+        describe(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `path` as a bind mount of it shows in the `root` field (4th) of mountinfo: relative to the
+/// file system holding it, i.e. with the mount point of that file system replaced by the
+/// mount's own root. `path` itself when it lives on `/`.
+fn path_in_its_filesystem(path: &Path, mountinfo: &str) -> PathBuf {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split(' ').collect();
+            let (root, mount_point) = (fields.get(3)?, fields.get(4)?);
+            let rest = path.strip_prefix(mount_point).ok()?;
+            Some((mount_point.len(), Path::new(root).join(rest)))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| path.to_path_buf())
+}
+
+/// Whether the mountinfo line `line` mounts something from under `dir_in_fs`.
+fn mounts_from(line: &str, dir_in_fs: &Path) -> bool {
+    line.split(' ')
+        .nth(3)
+        .is_some_and(|root| Path::new(root).starts_with(dir_in_fs))
 }
 
 pub fn path_exists(p: &Path) -> bool {
