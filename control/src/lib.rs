@@ -7,6 +7,7 @@
 //! - [`pki`]: cluster CA, per-board server certs, the control plane's client cert (rcgen).
 //! - [`ssh`]: SSH transport over `ssh2`: connect, pin host keys, authenticate, run, upload.
 //! - [`agent_bin`]: find (or build) the static agent binary for a board's architecture.
+//! - [`job`]: one job per board, many boards at once: typed steps and failures, the summary.
 //! - [`bootstrap`]: converge every board to "agent installed, configured and healthy".
 //! - [`agent_client`]: mTLS HTTP client for the agent API (`lab-api` types).
 //! - [`virt`]: the virtual cluster: boards as Linux namespaces on one host, with real sshd.
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod cluster;
 pub mod host_setup;
 pub mod inventory;
+pub mod job;
 pub mod metrics;
 pub mod pki;
 pub mod report;

@@ -20,6 +20,16 @@ impl ManagedFile {
     }
 }
 
+/// Every path bootstrap manages on a board (their hashes come back in one probe).
+pub const MANAGED_PATHS: [&str; 6] = [
+    board_paths::AGENT_BIN,
+    board_paths::CONFIG,
+    board_paths::TLS_CA,
+    board_paths::TLS_CERT,
+    board_paths::TLS_KEY,
+    board_paths::SYSTEMD_UNIT,
+];
+
 /// The agent's config for a board whose agent binds `listen`.
 pub fn agent_config(cluster: &str, board: &str, listen: &str) -> AgentConfig {
     AgentConfig {

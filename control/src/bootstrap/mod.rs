@@ -11,11 +11,11 @@
 //!
 //! - [`probe`]: the one-round-trip survey of a board.
 //! - [`files`]: the files kept on every board.
-//! - [`progress`]: live per-board lines.
+//! - [`plan`]: probe + desired files -> what to upload and whether to restart (pure).
 
 pub mod files;
+pub mod plan;
 pub mod probe;
-pub mod progress;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -25,14 +25,16 @@ use std::time::{Duration, Instant};
 
 use lab_api::board_paths;
 use sha2::{Digest, Sha256};
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Mutex;
 
 use crate::agent_client::AgentClient;
 use crate::cluster::ClusterContext;
 use crate::inventory::Board;
+use crate::job::progress::Progress;
+use crate::job::{self, FailureCause, JobFailure, JobHandle, JobReport, Step};
 use crate::ssh::{Connection, HostKeyVerdict, RemoteCommand, SshError};
+use plan::StartPlan;
 use probe::{Init, Probe};
-use progress::Progress;
 
 /// How long a freshly started agent may take to answer its health endpoint.
 const HEALTH_DEADLINE: Duration = Duration::from_secs(30);
@@ -52,11 +54,8 @@ pub struct BoardDone {
     pub elapsed: Duration,
 }
 
-#[derive(Debug)]
-pub struct BoardReport {
-    pub board: String,
-    pub result: Result<BoardDone, String>,
-}
+/// The end of one board's bootstrap.
+pub type BoardReport = JobReport<BoardDone>;
 
 /// A static agent binary, read once per architecture per run.
 #[derive(Debug)]
@@ -105,79 +104,57 @@ pub async fn bootstrap(
     boards: &[String],
     progress: Arc<Progress>,
 ) -> Vec<BoardReport> {
-    let selected: Vec<Board> = ctx
+    let selected: Vec<(String, Board)> = ctx
         .inventory
         .boards
         .iter()
         .filter(|b| boards.is_empty() || boards.contains(&b.name))
-        .cloned()
+        .map(|b| (b.name.clone(), b.clone()))
         .collect();
     let client = match AgentClient::new(&ctx.pki, Duration::from_secs(3)) {
         Ok(c) => c,
         Err(e) => {
             return selected
                 .into_iter()
-                .map(|b| BoardReport {
-                    board: b.name,
-                    result: Err(format!("cannot build the mTLS client: {e}")),
+                .map(|(board, _)| BoardReport {
+                    board,
+                    result: Err(JobFailure::new(
+                        FailureCause::Local,
+                        format!("cannot build the mTLS client: {e}"),
+                    )),
                 })
                 .collect()
         }
     };
-    let limit = Arc::new(Semaphore::new(ctx.inventory.cluster.parallel));
     let binaries = Arc::new(AgentBinaries::default());
-    let mut tasks = Vec::new();
-    for board in selected {
-        let ctx = ctx.clone();
-        let limit = limit.clone();
-        let binaries = binaries.clone();
-        let progress = progress.clone();
-        let client = client.clone();
-        tasks.push(tokio::spawn(async move {
-            let name = board.name.clone();
-            let _permit = limit.acquire_owned().await;
-            let started = Instant::now();
-            let mut attempt =
-                bootstrap_board(&ctx, &board, &binaries, &client, &progress, false).await;
-            if let Err(e) = &attempt {
-                if e.transient {
-                    progress.note(&format!("{name}: retrying once after: {}", e.message));
-                    // The failed attempt may have changed files before it broke off: restart.
-                    attempt =
-                        bootstrap_board(&ctx, &board, &binaries, &client, &progress, true).await;
+    let parallel = ctx.inventory.cluster.parallel;
+    job::for_each_board(
+        selected,
+        parallel,
+        progress,
+        summary_line,
+        move |board, job| {
+            let (ctx, binaries, client) = (ctx.clone(), binaries.clone(), client.clone());
+            async move {
+                let started = Instant::now();
+                let mut attempt =
+                    bootstrap_board(&ctx, &board, &binaries, &client, &job, false).await;
+                if let Err(e) = &attempt {
+                    if e.transient {
+                        job.note(&format!("retrying once after: {}", e.message));
+                        // The failed attempt may have changed files before it broke off: restart.
+                        attempt =
+                            bootstrap_board(&ctx, &board, &binaries, &client, &job, true).await;
+                    }
                 }
-            }
-            let result = attempt
-                .map(|mut done| {
+                attempt.map(|mut done| {
                     done.elapsed = started.elapsed();
                     done
                 })
-                .map_err(|e| e.message);
-            match &result {
-                Ok(done) => progress.set(&name, summary_line(done)),
-                Err(e) => progress.set(&name, format!("FAILED: {}", first_line(e))),
             }
-            BoardReport {
-                board: name,
-                result,
-            }
-        }));
-    }
-    let mut reports = Vec::new();
-    for t in tasks {
-        match t.await {
-            Ok(r) => reports.push(r),
-            Err(e) => reports.push(BoardReport {
-                board: "?".into(),
-                result: Err(format!("bootstrap task panicked: {e}")),
-            }),
-        }
-    }
-    reports
-}
-
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or(s)
+        },
+    )
+    .await
 }
 
 /// One line saying what happened on a board.
@@ -214,45 +191,21 @@ impl BoardDone {
     }
 }
 
-/// Why one board's bootstrap stopped. `transient` marks failures of the SSH channel itself
-/// (not of a command), which a fresh attempt usually gets past.
-#[derive(Debug)]
-struct BoardError {
-    message: String,
-    transient: bool,
-}
-
-impl From<String> for BoardError {
-    fn from(message: String) -> Self {
-        BoardError {
-            message,
-            transient: false,
-        }
-    }
-}
-
-impl From<SshError> for BoardError {
-    fn from(e: SshError) -> Self {
-        let transient = matches!(
-            e,
-            SshError::Io { .. } | SshError::Channel { .. } | SshError::Handshake { .. }
-        );
-        BoardError {
-            message: crate::report::error_chain(&e),
-            transient,
-        }
-    }
-}
-
-async fn ssh_step<T, F>(conn: Arc<Connection>, f: F) -> Result<T, BoardError>
+/// Run a blocking SSH step off the async runtime.
+async fn ssh_step<T, F>(conn: Arc<Connection>, f: F) -> Result<T, JobFailure>
 where
     T: Send + 'static,
     F: FnOnce(&Connection) -> Result<T, SshError> + Send + 'static,
 {
     tokio::task::spawn_blocking(move || f(&conn))
         .await
-        .map_err(|e| format!("SSH task failed: {e}"))?
-        .map_err(BoardError::from)
+        .map_err(|e| JobFailure::new(FailureCause::Local, format!("SSH task failed: {e}")))?
+        .map_err(JobFailure::from)
+}
+
+/// A failure on this machine while preparing `board`.
+fn local(board: &str, what: impl std::fmt::Display) -> JobFailure {
+    JobFailure::new(FailureCause::Local, format!("{board}: {what}"))
 }
 
 async fn bootstrap_board(
@@ -260,38 +213,33 @@ async fn bootstrap_board(
     board: &Board,
     binaries: &AgentBinaries,
     client: &AgentClient,
-    progress: &Progress,
+    job: &JobHandle,
     force_restart: bool,
-) -> Result<BoardDone, BoardError> {
+) -> Result<BoardDone, JobFailure> {
     let target = ctx.ssh_target(board);
     let t0 = Instant::now();
     let step = |what: &str| tracing::debug!(board = %board.name, at_ms = t0.elapsed().as_millis() as u64, "{what}");
-    progress.set(
-        &board.name,
-        format!(
-            "connecting to {}@{}:{}",
-            target.user, target.host, target.port
-        ),
-    );
+    job.step(Step::Connecting {
+        user: target.user.clone(),
+        host: target.host.clone(),
+        port: target.port,
+    });
     let keys = ctx.host_keys.clone();
     let t = target.clone();
     let (conn, verdict) = tokio::task::spawn_blocking(move || Connection::open(&t, &keys))
         .await
-        .map_err(|e| format!("SSH task failed: {e}"))??;
+        .map_err(|e| local(&board.name, format!("SSH task failed: {e}")))??;
     let conn = Arc::new(conn);
     step("connected and authenticated");
     let pinned_fingerprint = match verdict {
         HostKeyVerdict::PinnedNow { fingerprint } => {
-            progress.note(&format!(
-                "{}: first contact, pinned host key {fingerprint}",
-                board.name
-            ));
+            job.note(&format!("first contact, pinned host key {fingerprint}"));
             Some(fingerprint)
         }
         HostKeyVerdict::Known => None,
     };
     if target.sudo {
-        progress.set(&board.name, "checking sudo");
+        job.step(Step::CheckingSudo);
         let (board_name, user) = (board.name.clone(), target.user.clone());
         ssh_step(conn.clone(), move |c| {
             let out = c.run(&RemoteCommand::new("true").sudo(true))?;
@@ -307,35 +255,28 @@ async fn bootstrap_board(
         .await?;
     }
 
-    progress.set(&board.name, "probing");
-    let managed: Vec<&'static str> = vec![
-        board_paths::AGENT_BIN,
-        board_paths::CONFIG,
-        board_paths::TLS_CA,
-        board_paths::TLS_CERT,
-        board_paths::TLS_KEY,
-        board_paths::SYSTEMD_UNIT,
-    ];
+    job.step(Step::Probing);
     let sudo = target.sudo;
     let probe_out = ssh_step(conn.clone(), move |c| {
-        c.run_ok(&probe::probe_command(&managed, sudo))
+        c.run_ok(&probe::probe_command(&files::MANAGED_PATHS, sudo))
     })
     .await?;
-    let probe: Probe =
-        probe::parse_probe(&probe_out).map_err(|e| format!("{}: {e}", board.name))?;
+    let probe: Probe = probe::parse_probe(&probe_out)
+        .map_err(|e| JobFailure::new(FailureCause::Command, format!("{}: {e}", board.name)))?;
 
     let triple = crate::agent_bin::target_for_uname(&probe.machine)
-        .map_err(|e| format!("{}: {e}", board.name))?;
-    progress.set(
-        &board.name,
-        format!(
-            "{} ({}) — locating agent for {triple}",
-            probe.machine, probe.os
-        ),
-    );
-    let agent = binaries.get(triple).await?;
+        .map_err(|e| JobFailure::new(FailureCause::Architecture, format!("{}: {e}", board.name)))?;
+    job.step(Step::LocatingAgent {
+        machine: probe.machine.clone(),
+        os: probe.os.clone(),
+        triple,
+    });
+    let agent = binaries
+        .get(triple)
+        .await
+        .map_err(|e| local(&board.name, e))?;
 
-    // Desired files.
+    // What the board should have, compared with what it has.
     let listen_ip = board
         .address
         .parse::<IpAddr>()
@@ -353,9 +294,8 @@ async fn bootstrap_board(
     ];
     names.dedup();
     if let Some((why, validity)) = ctx.pki.board_cert_renewal(&board.name) {
-        progress.note(&format!(
-            "{}: certificate {} (valid until {}): issuing a new one",
-            board.name,
+        job.note(&format!(
+            "certificate {} (valid until {}): issuing a new one",
             why.describe(),
             crate::pki::day(validity.not_after)
         ));
@@ -363,7 +303,7 @@ async fn bootstrap_board(
     let cert = ctx
         .pki
         .board_cert(&board.name, &names)
-        .map_err(|e| format!("{}: {e}", board.name))?;
+        .map_err(|e| local(&board.name, e))?;
     let config = files::agent_config(&ctx.inventory.cluster.name, &board.name, &listen);
     let desired = files::config_files(
         &config,
@@ -371,35 +311,28 @@ async fn bootstrap_board(
         &cert,
         probe.init == Init::Systemd,
     )
-    .map_err(|e| format!("{}: rendering agent config: {e}", board.name))?;
+    .map_err(|e| local(&board.name, format!("rendering agent config: {e}")))?;
+    let plan = plan::plan(&probe, &agent.sha256, desired, force_restart);
 
-    let agent_uploaded = probe.hashes.get(board_paths::AGENT_BIN) != Some(&agent.sha256);
-    if agent_uploaded {
-        progress.set(
-            &board.name,
-            format!(
-                "uploading agent ({:.1} MB, {triple})",
-                agent.bytes.len() as f64 / 1e6
-            ),
-        );
+    if plan.upload_agent {
+        job.step(Step::UploadingAgent {
+            bytes: agent.bytes.len(),
+            triple,
+        });
         let a = agent.clone();
         ssh_step(conn.clone(), move |c| {
             c.write_file(board_paths::AGENT_BIN, &a.bytes, 0o755)
         })
         .await?;
     }
-    let changed: Vec<files::ManagedFile> = desired
-        .into_iter()
-        .filter(|f| probe.hashes.get(f.dest) != Some(&f.sha256()))
-        .collect();
-    let files_changed: Vec<String> = changed.iter().map(|f| f.dest.to_string()).collect();
-    if !changed.is_empty() {
-        progress.set(
-            &board.name,
-            format!("installing {} config/cert file(s)", changed.len()),
-        );
+    let files_changed: Vec<String> = plan.write.iter().map(|f| f.dest.to_string()).collect();
+    if !plan.write.is_empty() {
+        job.step(Step::InstallingFiles {
+            count: plan.write.len(),
+        });
+        let write = plan.write;
         ssh_step(conn.clone(), move |c| {
-            for f in &changed {
+            for f in &write {
                 c.write_file(f.dest, &f.bytes, f.mode)?;
             }
             Ok(())
@@ -408,47 +341,37 @@ async fn bootstrap_board(
     }
 
     step("files compared and uploaded");
-    let restart = force_restart || agent_uploaded || !files_changed.is_empty();
-    progress.set(
-        &board.name,
-        if restart {
-            "(re)starting agent"
-        } else {
-            "ensuring agent runs"
-        },
-    );
-    let unit_changed = files_changed.iter().any(|f| f == board_paths::SYSTEMD_UNIT);
-    // Nothing changed: ask the running agent. Answering as this board from the binary that
-    // is installed now: leave it. Answering from another build (a run interrupted between
-    // upload and restart, a binary swapped by hand): restart it. Not answering: start it.
-    let action = if restart {
+    let restart_planned = plan.start == StartPlan::Restart;
+    job.step(Step::StartingAgent {
+        restart: restart_planned,
+    });
+    let action = if restart_planned {
         Some(true)
     } else {
-        match client
+        let health = client
             .health(&target.host, lab_api::DEFAULT_AGENT_PORT)
             .await
-        {
-            Ok(h) if h.board == board.name && h.binary_sha256 == agent.sha256 => None,
-            Ok(h) if h.board == board.name => Some(true),
-            _ => Some(false),
-        }
+            .ok();
+        plan::ensure_running(&board.name, &agent.sha256, health.as_ref())
     };
-    let restart = action == Some(true);
+    let restarted = action == Some(true);
     if let Some(restart) = action {
-        let start = start_command(probe.init, restart, unit_changed).sudo(sudo);
+        let start = start_command(probe.init, restart, plan.unit_changed).sudo(sudo);
         ssh_step(conn.clone(), move |c| c.run_ok(&start)).await?;
     }
     step("start command done");
-    progress.set(&board.name, "waiting for the agent's mTLS health answer");
-    let health = wait_healthy(client, &target.host, &board.name, &agent.sha256).await?;
+    job.step(Step::WaitingHealthy);
+    let health = wait_healthy(client, &target.host, &board.name, &agent.sha256)
+        .await
+        .map_err(|e| JobFailure::new(FailureCause::Unhealthy, e))?;
     step("healthy");
     Ok(BoardDone {
         machine: probe.machine,
         os: probe.os,
         init: probe.init,
-        agent_uploaded,
+        agent_uploaded: plan.upload_agent,
         files_changed,
-        restarted: restart,
+        restarted,
         pinned_fingerprint,
         health,
         elapsed: Duration::ZERO,

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::InventoryArg;
-use crate::bootstrap::{self, progress::Progress, BoardReport};
+use crate::bootstrap::{self, BoardReport};
 use crate::cluster::ClusterContext;
+use crate::job::progress::Progress;
 
 #[derive(Debug, Args)]
 pub struct BootstrapArgs {
@@ -50,19 +51,5 @@ pub async fn run_bootstrap(ctx: Arc<ClusterContext>, boards: &[String]) -> Vec<B
 
 /// Print the final "N/M ok; failed: ..." summary; the exit code says whether all succeeded.
 pub fn report(reports: &[BoardReport]) -> ExitCode {
-    let ok = reports.iter().filter(|r| r.result.is_ok()).count();
-    let failed: Vec<&BoardReport> = reports.iter().filter(|r| r.result.is_err()).collect();
-    println!();
-    if failed.is_empty() {
-        println!("{ok}/{} boards ok", reports.len());
-        ExitCode::SUCCESS
-    } else {
-        println!("{ok}/{} boards ok; failed:", reports.len());
-        for r in failed {
-            if let Err(e) = &r.result {
-                println!("  {}: {e}", r.board);
-            }
-        }
-        ExitCode::FAILURE
-    }
+    crate::job::summary(reports)
 }

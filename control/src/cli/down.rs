@@ -10,6 +10,9 @@ use clap::Args;
 use super::InventoryArg;
 use crate::bootstrap::probe::Init;
 use crate::cluster::ClusterContext;
+use crate::inventory::Board;
+use crate::job::progress::Progress;
+use crate::job::{self, FailureCause, JobFailure, Step};
 use crate::ssh::{Connection, RemoteCommand};
 
 #[derive(Debug, Args)]
@@ -44,39 +47,44 @@ pub async fn run(args: DownArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let ctx = Arc::new(ClusterContext::open_existing(inv)?);
-    let mut tasks = Vec::new();
-    for board in ctx.inventory.boards.clone() {
-        let ctx = ctx.clone();
-        tasks.push(tokio::task::spawn_blocking(
-            move || -> Result<String, String> {
+    let boards: Vec<(String, Board)> = ctx
+        .inventory
+        .boards
+        .iter()
+        .map(|b| (b.name.clone(), b.clone()))
+        .collect();
+    let progress = Arc::new(Progress::new(boards.iter().map(|(n, _)| n.as_str())));
+    let parallel = ctx.inventory.cluster.parallel;
+    let reports = job::for_each_board(
+        boards,
+        parallel,
+        progress,
+        |_: &()| "agent stopped".into(),
+        move |board, job| {
+            let ctx = ctx.clone();
+            async move {
                 let target = ctx.ssh_target(&board);
-                let (conn, _) =
-                    Connection::open(&target, &ctx.host_keys).map_err(|e| e.to_string())?;
-                let systemd = conn
-                    .run(&RemoteCommand::new("test").args(["-d", "/run/systemd/system"]))
-                    .map_err(|e| e.to_string())?
-                    .status
-                    == 0;
-                let init = if systemd { Init::Systemd } else { Init::Other };
-                conn.run_ok(&crate::bootstrap::stop_command(init).sudo(target.sudo))
-                    .map_err(|e| e.to_string())?;
-                Ok(board.name)
-            },
-        ));
-    }
-    let mut failed = 0;
-    for t in tasks {
-        match t.await? {
-            Ok(name) => println!("  {name}: agent stopped"),
-            Err(e) => {
-                failed += 1;
-                println!("  FAILED: {e}");
+                job.step(Step::Connecting {
+                    user: target.user.clone(),
+                    host: target.host.clone(),
+                    port: target.port,
+                });
+                tokio::task::spawn_blocking(move || -> Result<(), JobFailure> {
+                    let (conn, _) = Connection::open(&target, &ctx.host_keys)?;
+                    job.step(Step::StoppingAgent);
+                    let systemd = conn
+                        .run(&RemoteCommand::new("test").args(["-d", "/run/systemd/system"]))?
+                        .status
+                        == 0;
+                    let init = if systemd { Init::Systemd } else { Init::Other };
+                    conn.run_ok(&crate::bootstrap::stop_command(init).sudo(target.sudo))?;
+                    Ok(())
+                })
+                .await
+                .map_err(|e| JobFailure::new(FailureCause::Local, format!("task failed: {e}")))?
             }
-        }
-    }
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+        },
+    )
+    .await;
+    Ok(job::summary(&reports))
 }

@@ -14,6 +14,7 @@ mod up;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -141,6 +142,19 @@ fn init_logging() {
 }
 
 /// The inventory named on the command line, or the checkout's default virtual one.
+/// A clap value parser for a number of seconds between 0.1 and 60 (`--timeout`,
+/// `--interval`): NaN, infinities, negative and huge values are refused with the range.
+pub fn seconds_0_1_to_60(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(secs.is_finite() && (0.1..=60.0).contains(&secs)) {
+        return Err(format!("`{text}` is outside 0.1..=60 seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
 pub fn load_inventory(arg: &InventoryArg) -> anyhow::Result<Inventory> {
     let path = match &arg.inventory {
         Some(p) => p.clone(),
@@ -186,4 +200,20 @@ fn default_inventory() -> Option<PathBuf> {
         "/../inventory/virtual.toml"
     ));
     built_in.exists().then_some(built_in)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_outside_the_range_are_refused() {
+        assert_eq!(seconds_0_1_to_60("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(seconds_0_1_to_60("0.5"), Ok(Duration::from_millis(500)));
+        for bad in [
+            "nan", "NaN", "inf", "-1", "0", "0.05", "61", "1e300", "two", "",
+        ] {
+            assert!(seconds_0_1_to_60(bad).is_err(), "{bad} accepted");
+        }
+    }
 }

@@ -23,9 +23,9 @@ pub struct StatusArgs {
     /// Print JSON (one object per board) instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Seconds to wait for each agent.
-    #[arg(long, default_value_t = 2.0)]
-    pub timeout: f64,
+    /// Seconds to wait for each agent (0.1 to 60).
+    #[arg(long, default_value = "2", value_name = "SECONDS", value_parser = super::seconds_0_1_to_60)]
+    pub timeout: Duration,
 }
 
 /// One board as `lab status --json` prints it.
@@ -78,7 +78,7 @@ pub async fn collect(ctx: &ClusterContext, timeout: Duration) -> anyhow::Result<
 pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let inv = super::load_inventory(&args.inventory)?;
     let ctx = ClusterContext::open_existing(inv)?;
-    let timeout = Duration::from_secs_f64(args.timeout.clamp(0.1, 60.0));
+    let timeout = args.timeout;
     let mut boards = collect(&ctx, timeout).await?;
     let inv = match &args.inventory.inventory {
         Some(_) => format!(" -i {}", ctx.inventory.path.display()),

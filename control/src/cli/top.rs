@@ -31,9 +31,9 @@ pub struct TopArgs {
     /// recorded in the inventory's state directory.
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
-    /// Seconds between refreshes.
-    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
-    pub interval: f64,
+    /// Seconds between refreshes (0.1 to 60).
+    #[arg(long, default_value = "1", value_name = "SECONDS", value_parser = super::seconds_0_1_to_60)]
+    pub interval: Duration,
 }
 
 /// How long one request to `lab serve` may take.
@@ -56,9 +56,6 @@ pub fn addr_from_url(url: &str) -> anyhow::Result<String> {
 }
 
 pub async fn run(args: TopArgs) -> anyhow::Result<ExitCode> {
-    if !(args.interval.is_finite() && (0.1..=60.0).contains(&args.interval)) {
-        bail!("--interval must be between 0.1 and 60 seconds");
-    }
     let client = match &args.url {
         Some(url) => ServeClient::new(addr_from_url(url)?, REQUEST_TIMEOUT),
         None => {
@@ -80,12 +77,7 @@ pub async fn run(args: TopArgs) -> anyhow::Result<ExitCode> {
     model.apply_boards(boards, crate::metrics::now_ms());
 
     let (poll_tx, mut poll_rx) = mpsc::channel::<Poll>(4);
-    let poller = tokio::spawn(poll(
-        client,
-        Duration::from_secs_f64(args.interval),
-        model.last_event_ms(),
-        poll_tx,
-    ));
+    let poller = tokio::spawn(poll(client, args.interval, model.last_event_ms(), poll_tx));
     let (key_tx, mut key_rx) = mpsc::channel::<TermEvent>(16);
     let stop = Arc::new(AtomicBool::new(false));
     let reader = spawn_key_reader(key_tx, stop.clone());
