@@ -5,7 +5,9 @@
 //! same (`node_cpu_seconds_total{cpu,mode}`, `node_memory_MemAvailable_bytes`, ...), so
 //! dashboards such as Grafana's "Node Exporter Full" work unchanged; thermal zones are also
 //! exposed as `node_hwmon_temp_celsius` because that dashboard reads temperatures only from
-//! there. `lab`'s own figures are prefixed `lab_`: `lab_cpu_busy_percent`,
+//! there, and every chip has a `node_hwmon_chip_names` series, which its temperature panel
+//! joins on. Families added after the first release are rendered only when the sample has
+//! their (`Option`) fields, so an older agent's sample never shows them as 0. `lab`'s own figures are prefixed `lab_`: `lab_cpu_busy_percent`,
 //! `lab_pi_throttled{flag}`, `lab_gpu_load_percent`, and one family per role figure,
 //! `lab_<engine>_<figure>{role}` plus `lab_<engine>_up{role}`.
 //!
