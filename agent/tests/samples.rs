@@ -136,8 +136,75 @@ async fn metrics_need_no_protocol_header_and_pass_promtool() {
         "node_boot_time_seconds ",
         "node_time_seconds ",
         "lab_cpu_busy_percent ",
+        // What Grafana's "Node Exporter Full" (1860) needs beyond the basics.
+        "node_memory_Cached_bytes ",
+        "node_memory_Buffers_bytes ",
+        "node_memory_SReclaimable_bytes ",
+        "node_memory_Slab_bytes ",
+        "node_memory_PageTables_bytes ",
+        "node_memory_SwapCached_bytes ",
+        "node_cpu_guest_seconds_total{cpu=\"0\",mode=\"user\"}",
+        "node_cpu_guest_seconds_total{cpu=\"0\",mode=\"nice\"}",
+        "node_filesystem_files{device=",
+        "node_filesystem_files_free{device=",
+        "node_filesystem_readonly{device=",
+        "node_network_receive_errs_total{device=\"lo\"}",
+        "node_network_transmit_errs_total{device=\"lo\"}",
+        "node_network_receive_drop_total{device=\"lo\"}",
+        "node_network_transmit_drop_total{device=\"lo\"}",
+        "node_context_switches_total ",
+        "node_intr_total ",
+        "node_forks_total ",
+        "node_procs_running ",
+        "node_filefd_allocated ",
+        "node_filefd_maximum ",
     ] {
         assert!(text.contains(family), "{family} missing from:\n{text}");
+    }
+    // Families that exist exactly where the host has their source.
+    let has_disk = std::fs::read_to_string("/proc/diskstats")
+        .map(|d| !lab_agent::hostmetrics::parse::diskstats(&d).is_empty())
+        .unwrap_or(false);
+    let readable = |path: &str| std::fs::read_to_string(path).is_ok();
+    let conditional = [
+        ("node_disk_reads_completed_total{device=", has_disk),
+        ("node_disk_writes_completed_total{device=", has_disk),
+        ("node_disk_io_time_seconds_total{device=", has_disk),
+        (
+            "node_pressure_cpu_waiting_seconds_total ",
+            readable("/proc/pressure/cpu"),
+        ),
+        (
+            "node_pressure_memory_waiting_seconds_total ",
+            readable("/proc/pressure/memory"),
+        ),
+        (
+            "node_pressure_memory_stalled_seconds_total ",
+            readable("/proc/pressure/memory"),
+        ),
+        (
+            "node_pressure_io_waiting_seconds_total ",
+            readable("/proc/pressure/io"),
+        ),
+        (
+            "node_pressure_io_stalled_seconds_total ",
+            readable("/proc/pressure/io"),
+        ),
+        (
+            "node_pressure_irq_stalled_seconds_total ",
+            readable("/proc/pressure/irq"),
+        ),
+        (
+            "node_hwmon_chip_names{chip=",
+            text.contains("node_hwmon_temp_celsius{"),
+        ),
+    ];
+    for (family, expected) in conditional {
+        assert_eq!(
+            text.contains(family),
+            expected,
+            "{family} present: expected {expected}, in:\n{text}"
+        );
     }
     promtool_check(&text);
 

@@ -70,6 +70,8 @@ curl -s -N --cacert "$work/ca.pem" --cert "$work/client.pem" --key "$work/client
 sleep 3
 read -r agent_cpu agent_rss < <(measure "$apid")
 lines=$(wc -l < "$work/stream.out")
+agent_families=$(curl -s --cacert "$work/ca.pem" --cert "$work/client.pem" --key "$work/client.key" \
+  "https://127.0.0.1:$PORT_AGENT/metrics" | grep -c '^# TYPE node_' || true)
 
 echo "node_exporter (reference): scraped once a second over loopback, ${WINDOW}s window"
 /usr/bin/prometheus-node-exporter --web.listen-address="127.0.0.1:$PORT_NE" 2>"$work/ne.log" & nepid=$!; pids+=("$nepid")
@@ -78,6 +80,7 @@ sleep 1
     curl -s -o /dev/null "http://127.0.0.1:$PORT_NE/metrics"; sleep 1; done ) & pids+=("$!")
 sleep 3
 read -r ne_cpu ne_rss < <(measure "$nepid")
+ne_families=$(curl -s "http://127.0.0.1:$PORT_NE/metrics" | grep -c '^# TYPE node_' || true)
 
 printf '\n%-34s %14s %10s\n' "1 Hz, $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)" "CPU % of core" "RSS MB"
 printf '%-34s %14s %10s\n' "lab-agent (stream, $lines samples)" "$agent_cpu" "$agent_rss"
@@ -86,6 +89,7 @@ printf '%-34s %14s %10s\n' "budget for lab-agent" "1.0" "20"
 printf '%-34s %14s %10s\n' "lab-agent / budget" "$(echo "scale=2; $agent_cpu/1" | bc)x" "$(echo "scale=2; $agent_rss/20" | bc)x"
 printf '%-34s %14s %10s\n' "lab-agent / node_exporter" \
   "$(echo "scale=2; $agent_cpu/($ne_cpu+0.001)" | bc)x" "$(echo "scale=2; $agent_rss/$ne_rss" | bc)x"
+echo "node_exporter families (# TYPE node_ lines): lab-agent $agent_families, node_exporter $ne_families"
 echo "(anchor, not run here: a Netdata child takes 100-200 MB RSS)"
 pass=$(echo "$agent_cpu <= 1.0 && $agent_rss <= 20" | bc)
 [ "$pass" = 1 ] && echo "PASS: within budget" || { echo "FAIL: over budget"; exit 2; }

@@ -3,6 +3,9 @@
 //! Agents send raw counters and gauges (like node_exporter); rates (network bytes/s, req/s)
 //! are derived by the control plane from consecutive samples, so a lost sample costs
 //! resolution, never correctness. Absent sources are absent (`None` / empty), never errors.
+//! Fields added after the first release are `Option`s with `#[serde(default)]`: a sample from
+//! an older agent still parses, and what it did not measure is left out of the exposition
+//! rather than shown as 0.
 //!
 //! The stream is `GET paths::SAMPLES_STREAM`: newline-delimited JSON, one [`Sample`] per line,
 //! first line immediately, then one per sampling interval, for as long as the client reads.
@@ -45,6 +48,18 @@ pub struct HostSample {
     pub mem_free_bytes: u64,
     pub swap_total_bytes: u64,
     pub swap_free_bytes: u64,
+    /// The rest of `/proc/meminfo` that dashboards use (`node_memory_Cached_bytes`, ...).
+    #[serde(default)]
+    pub memory: Option<MemoryDetail>,
+    /// Kernel activity counters from `/proc/stat`.
+    #[serde(default)]
+    pub kernel: Option<KernelCounters>,
+    /// Pressure stall information (`/proc/pressure/*`, Linux 4.20+ with PSI enabled).
+    #[serde(default)]
+    pub pressure: Option<Pressure>,
+    /// `/proc/sys/fs/file-nr`.
+    #[serde(default)]
+    pub file_descriptors: Option<FileDescriptors>,
     pub filesystems: Vec<FilesystemSample>,
     pub disks: Vec<DiskSample>,
     pub network: Vec<NetworkSample>,
@@ -77,6 +92,66 @@ pub struct CpuSeconds {
     pub irq: f64,
     pub softirq: f64,
     pub steal: f64,
+    /// Seconds running a guest (VM), already included in `user` and `nice`
+    /// (`node_cpu_guest_seconds_total{mode="user"|"nice"}`).
+    #[serde(default)]
+    pub guest: Option<GuestSeconds>,
+}
+
+/// Guest time of one core, from `/proc/stat` (Linux 2.6.24+ / 2.6.33+).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct GuestSeconds {
+    pub user: f64,
+    pub nice: f64,
+}
+
+/// `/proc/meminfo` fields beyond the basics, in bytes (`node_memory_<Field>_bytes`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryDetail {
+    pub cached_bytes: u64,
+    pub buffers_bytes: u64,
+    pub sreclaimable_bytes: u64,
+    pub slab_bytes: u64,
+    pub page_tables_bytes: u64,
+    pub swap_cached_bytes: u64,
+}
+
+/// System-wide counters and gauges of `/proc/stat`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelCounters {
+    /// `ctxt` (`node_context_switches_total`).
+    pub context_switches_total: u64,
+    /// First field of `intr` (`node_intr_total`).
+    pub interrupts_total: u64,
+    /// `processes` (`node_forks_total`).
+    pub forks_total: u64,
+    /// `procs_running` (`node_procs_running`).
+    pub procs_running: u64,
+    /// `procs_blocked` (`node_procs_blocked`).
+    pub procs_blocked: u64,
+}
+
+/// Cumulative stall seconds (the `total=` microseconds of `/proc/pressure/*`); each is
+/// `None` where the kernel has no such file or line (`irq` needs Linux 6.1+).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pressure {
+    /// cpu `some` (`node_pressure_cpu_waiting_seconds_total`).
+    pub cpu_waiting_seconds: Option<f64>,
+    /// memory `some` / `full`.
+    pub memory_waiting_seconds: Option<f64>,
+    pub memory_stalled_seconds: Option<f64>,
+    /// io `some` / `full`.
+    pub io_waiting_seconds: Option<f64>,
+    pub io_stalled_seconds: Option<f64>,
+    /// irq `full`.
+    pub irq_stalled_seconds: Option<f64>,
+}
+
+/// `/proc/sys/fs/file-nr`: open file handles and the system-wide limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDescriptors {
+    pub allocated: u64,
+    pub maximum: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +162,14 @@ pub struct FilesystemSample {
     pub size_bytes: u64,
     pub avail_bytes: u64,
     pub free_bytes: u64,
+    /// Inodes (`node_filesystem_files` / `node_filesystem_files_free`).
+    #[serde(default)]
+    pub files: Option<u64>,
+    #[serde(default)]
+    pub files_free: Option<u64>,
+    /// Mounted read-only (`node_filesystem_readonly`).
+    #[serde(default)]
+    pub readonly: Option<bool>,
 }
 
 /// Cumulative block device I/O (`node_disk_read_bytes_total` / `..._written_bytes_total`).
@@ -95,6 +178,25 @@ pub struct DiskSample {
     pub device: String,
     pub read_bytes_total: u64,
     pub written_bytes_total: u64,
+    /// The other classic `/proc/diskstats` fields.
+    #[serde(default)]
+    pub io: Option<DiskIo>,
+}
+
+/// Operation counts and times of one disk (`node_disk_reads_completed_total`, ...); times
+/// in milliseconds as the kernel counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskIo {
+    pub reads_completed_total: u64,
+    pub reads_merged_total: u64,
+    pub read_time_ms_total: u64,
+    pub writes_completed_total: u64,
+    pub writes_merged_total: u64,
+    pub write_time_ms_total: u64,
+    /// I/Os in progress now (a gauge).
+    pub io_now: u64,
+    pub io_time_ms_total: u64,
+    pub io_time_weighted_ms_total: u64,
 }
 
 /// Cumulative interface counters (`node_network_receive_bytes_total{device}` ...).
@@ -105,6 +207,26 @@ pub struct NetworkSample {
     pub tx_bytes_total: u64,
     pub rx_packets_total: u64,
     pub tx_packets_total: u64,
+    /// The other `/proc/net/dev` counters.
+    #[serde(default)]
+    pub detail: Option<NetworkDetail>,
+}
+
+/// Error, drop and other interface counters (`node_network_receive_errs_total`, ...).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkDetail {
+    pub rx_errs_total: u64,
+    pub rx_drop_total: u64,
+    pub rx_fifo_total: u64,
+    pub rx_frame_total: u64,
+    pub rx_compressed_total: u64,
+    pub rx_multicast_total: u64,
+    pub tx_errs_total: u64,
+    pub tx_drop_total: u64,
+    pub tx_fifo_total: u64,
+    pub tx_colls_total: u64,
+    pub tx_carrier_total: u64,
+    pub tx_compressed_total: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -5,7 +5,9 @@
 //! same (`node_cpu_seconds_total{cpu,mode}`, `node_memory_MemAvailable_bytes`, ...), so
 //! dashboards such as Grafana's "Node Exporter Full" work unchanged; thermal zones are also
 //! exposed as `node_hwmon_temp_celsius` because that dashboard reads temperatures only from
-//! there. `lab`'s own figures are prefixed `lab_`: `lab_cpu_busy_percent`,
+//! there, and every chip has a `node_hwmon_chip_names` series, which its temperature panel
+//! joins on. Families added after the first release are rendered only when the sample has
+//! their (`Option`) fields, so an older agent's sample never shows them as 0. `lab`'s own figures are prefixed `lab_`: `lab_cpu_busy_percent`,
 //! `lab_pi_throttled{flag}`, `lab_gpu_load_percent`, and one family per role figure,
 //! `lab_<engine>_<figure>{role}` plus `lab_<engine>_up{role}`.
 //!
@@ -95,24 +97,55 @@ fn host(out: &mut Exposition, base: &[(&str, &str)], sample: &Sample) {
     g("node_load1", "1m load average.", &[], h.load1);
     g("node_load5", "5m load average.", &[], h.load5);
     g("node_load15", "15m load average.", &[], h.load15);
-    let memory = [
-        ("node_memory_MemTotal_bytes", "MemTotal", h.mem_total_bytes),
-        (
-            "node_memory_MemAvailable_bytes",
-            "MemAvailable",
-            h.mem_available_bytes,
-        ),
-        ("node_memory_MemFree_bytes", "MemFree", h.mem_free_bytes),
-        (
-            "node_memory_SwapTotal_bytes",
-            "SwapTotal",
-            h.swap_total_bytes,
-        ),
-        ("node_memory_SwapFree_bytes", "SwapFree", h.swap_free_bytes),
+    let mut memory = vec![
+        ("MemTotal", h.mem_total_bytes),
+        ("MemAvailable", h.mem_available_bytes),
+        ("MemFree", h.mem_free_bytes),
+        ("SwapTotal", h.swap_total_bytes),
+        ("SwapFree", h.swap_free_bytes),
     ];
-    for (name, field, bytes) in memory {
+    if let Some(m) = &h.memory {
+        memory.extend([
+            ("Cached", m.cached_bytes),
+            ("Buffers", m.buffers_bytes),
+            ("SReclaimable", m.sreclaimable_bytes),
+            ("Slab", m.slab_bytes),
+            ("PageTables", m.page_tables_bytes),
+            ("SwapCached", m.swap_cached_bytes),
+        ]);
+    }
+    for (field, bytes) in memory {
+        let name = format!("node_memory_{field}_bytes");
         let help = format!("Memory information field {field}_bytes.");
-        g(name, &help, &[], bytes as f64);
+        g(&name, &help, &[], bytes as f64);
+    }
+    if let Some(k) = &h.kernel {
+        g(
+            "node_procs_running",
+            "Number of processes in runnable state.",
+            &[],
+            k.procs_running as f64,
+        );
+        g(
+            "node_procs_blocked",
+            "Number of processes blocked waiting for I/O to complete.",
+            &[],
+            k.procs_blocked as f64,
+        );
+    }
+    if let Some(fd) = &h.file_descriptors {
+        g(
+            "node_filefd_allocated",
+            "File descriptor statistics: allocated.",
+            &[],
+            fd.allocated as f64,
+        );
+        g(
+            "node_filefd_maximum",
+            "File descriptor statistics: maximum.",
+            &[],
+            fd.maximum as f64,
+        );
     }
     for fs in &h.filesystems {
         let labels = [
@@ -138,6 +171,30 @@ fn host(out: &mut Exposition, base: &[(&str, &str)], sample: &Sample) {
             &labels,
             fs.free_bytes as f64,
         );
+        if let Some(files) = fs.files {
+            g(
+                "node_filesystem_files",
+                "Filesystem total file nodes.",
+                &labels,
+                files as f64,
+            );
+        }
+        if let Some(free) = fs.files_free {
+            g(
+                "node_filesystem_files_free",
+                "Filesystem total free file nodes.",
+                &labels,
+                free as f64,
+            );
+        }
+        if let Some(readonly) = fs.readonly {
+            g(
+                "node_filesystem_readonly",
+                "Filesystem read-only status.",
+                &labels,
+                if readonly { 1.0 } else { 0.0 },
+            );
+        }
     }
     for t in &h.temperatures {
         g(
@@ -145,6 +202,25 @@ fn host(out: &mut Exposition, base: &[(&str, &str)], sample: &Sample) {
             "Hardware monitor for temperature (input).",
             &[("chip", &t.chip), ("sensor", &t.sensor)],
             t.celsius,
+        );
+    }
+    // Dashboards join temperatures with their chip's name (`* on(chip) group_left(chip_name)
+    // node_hwmon_chip_names`): without this family the temperature panels stay empty.
+    let mut chips_seen: Vec<&str> = Vec::new();
+    for t in &h.temperatures {
+        if chips_seen.contains(&t.chip.as_str()) {
+            continue;
+        }
+        chips_seen.push(&t.chip);
+        let readable = match t.kind {
+            TemperatureKind::Hwmon => &t.chip,
+            TemperatureKind::ThermalZone => &t.sensor,
+        };
+        g(
+            "node_hwmon_chip_names",
+            "Annotation metric for human-readable chip names",
+            &[("chip", &t.chip), ("chip_name", &chip_name(readable))],
+            1.0,
         );
     }
     for t in &h.temperatures {
@@ -193,9 +269,81 @@ fn host(out: &mut Exposition, base: &[(&str, &str)], sample: &Sample) {
         );
     }
 
+    for d in &h.disks {
+        if let Some(io) = &d.io {
+            out.add(
+                "node_disk_io_now",
+                "The number of I/Os currently in progress.",
+                Kind::Gauge,
+                base,
+                &[("device", d.device.as_str())],
+                io.io_now as f64,
+            );
+        }
+    }
+
     let mut c = |name: &str, help: &str, labels: &[(&str, &str)], value: f64| {
         out.add(name, help, Kind::Counter, base, labels, value);
     };
+    if let Some(k) = &h.kernel {
+        c(
+            "node_context_switches_total",
+            "Total number of context switches.",
+            &[],
+            k.context_switches_total as f64,
+        );
+        c(
+            "node_intr_total",
+            "Total number of interrupts serviced.",
+            &[],
+            k.interrupts_total as f64,
+        );
+        c(
+            "node_forks_total",
+            "Total number of forks.",
+            &[],
+            k.forks_total as f64,
+        );
+    }
+    if let Some(p) = &h.pressure {
+        let stalls = [
+            (
+                "node_pressure_cpu_waiting_seconds_total",
+                "Total time in seconds that processes have waited for CPU time",
+                p.cpu_waiting_seconds,
+            ),
+            (
+                "node_pressure_memory_waiting_seconds_total",
+                "Total time in seconds that processes have waited for memory",
+                p.memory_waiting_seconds,
+            ),
+            (
+                "node_pressure_memory_stalled_seconds_total",
+                "Total time in seconds no process could make progress due to memory congestion",
+                p.memory_stalled_seconds,
+            ),
+            (
+                "node_pressure_io_waiting_seconds_total",
+                "Total time in seconds that processes have waited due to IO congestion",
+                p.io_waiting_seconds,
+            ),
+            (
+                "node_pressure_io_stalled_seconds_total",
+                "Total time in seconds no process could make progress due to IO congestion",
+                p.io_stalled_seconds,
+            ),
+            (
+                "node_pressure_irq_stalled_seconds_total",
+                "Total time in seconds no process could make progress due to IRQ congestion",
+                p.irq_stalled_seconds,
+            ),
+        ];
+        for (name, help, secs) in stalls {
+            if let Some(secs) = secs {
+                c(name, help, &[], secs);
+            }
+        }
+    }
     for cpu in &h.cpu_seconds {
         let core = cpu.cpu.to_string();
         let modes = [
@@ -216,6 +364,16 @@ fn host(out: &mut Exposition, base: &[(&str, &str)], sample: &Sample) {
                 secs,
             );
         }
+        if let Some(guest) = &cpu.guest {
+            for (mode, secs) in [("user", guest.user), ("nice", guest.nice)] {
+                c(
+                    "node_cpu_guest_seconds_total",
+                    "Seconds the CPUs spent in guests (VMs) for each mode.",
+                    &[("cpu", &core), ("mode", mode)],
+                    secs,
+                );
+            }
+        }
     }
     for d in &h.disks {
         let labels = [("device", d.device.as_str())];
@@ -231,6 +389,53 @@ fn host(out: &mut Exposition, base: &[(&str, &str)], sample: &Sample) {
             &labels,
             d.written_bytes_total as f64,
         );
+        let Some(io) = &d.io else { continue };
+        let ms = |v: u64| v as f64 / 1000.0;
+        let counters = [
+            (
+                "node_disk_reads_completed_total",
+                "The total number of reads completed successfully.",
+                io.reads_completed_total as f64,
+            ),
+            (
+                "node_disk_reads_merged_total",
+                "The total number of reads merged.",
+                io.reads_merged_total as f64,
+            ),
+            (
+                "node_disk_read_time_seconds_total",
+                "The total number of seconds spent by all reads.",
+                ms(io.read_time_ms_total),
+            ),
+            (
+                "node_disk_writes_completed_total",
+                "The total number of writes completed successfully.",
+                io.writes_completed_total as f64,
+            ),
+            (
+                "node_disk_writes_merged_total",
+                "The number of writes merged.",
+                io.writes_merged_total as f64,
+            ),
+            (
+                "node_disk_write_time_seconds_total",
+                "This is the total number of seconds spent by all writes.",
+                ms(io.write_time_ms_total),
+            ),
+            (
+                "node_disk_io_time_seconds_total",
+                "Total seconds spent doing I/Os.",
+                ms(io.io_time_ms_total),
+            ),
+            (
+                "node_disk_io_time_weighted_seconds_total",
+                "The weighted # of seconds spent doing I/Os.",
+                ms(io.io_time_weighted_ms_total),
+            ),
+        ];
+        for (name, help, value) in counters {
+            c(name, help, &labels, value);
+        }
     }
     for n in &h.network {
         let labels = [("device", n.device.as_str())];
@@ -240,7 +445,23 @@ fn host(out: &mut Exposition, base: &[(&str, &str)], sample: &Sample) {
             ("receive_packets", n.rx_packets_total),
             ("transmit_packets", n.tx_packets_total),
         ];
-        for (what, value) in counters {
+        let detail = n.detail.as_ref().map(|d| {
+            [
+                ("receive_errs", d.rx_errs_total),
+                ("receive_drop", d.rx_drop_total),
+                ("receive_fifo", d.rx_fifo_total),
+                ("receive_frame", d.rx_frame_total),
+                ("receive_compressed", d.rx_compressed_total),
+                ("receive_multicast", d.rx_multicast_total),
+                ("transmit_errs", d.tx_errs_total),
+                ("transmit_drop", d.tx_drop_total),
+                ("transmit_fifo", d.tx_fifo_total),
+                ("transmit_colls", d.tx_colls_total),
+                ("transmit_carrier", d.tx_carrier_total),
+                ("transmit_compressed", d.tx_compressed_total),
+            ]
+        });
+        for (what, value) in counters.into_iter().chain(detail.into_iter().flatten()) {
             let name = format!("node_network_{what}_total");
             let help = format!("Network device statistic {what}.");
             c(&name, &help, &labels, value as f64);
@@ -274,6 +495,23 @@ fn roles(out: &mut Exposition, base: &[(&str, &str)], sample: &Sample) {
             out.add(&name, &help, kind, base, &labels, figure.value);
         }
     }
+}
+
+/// node_exporter's spelling of a human-readable chip name: lower case, anything but
+/// `[a-z0-9:_]` as `_`, no leading or trailing `_` (`CPU-Thermal` → `cpu_thermal`).
+fn chip_name(text: &str) -> String {
+    let replaced: String = text
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == ':' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    replaced.trim_matches('_').to_string()
 }
 
 /// Replaces anything a metric name may not contain with `_` (`lab-app` → `lab_app`).
@@ -412,8 +650,9 @@ fn write_value(out: &mut String, value: f64) {
 mod tests {
     use super::*;
     use crate::metrics::{
-        CpuSeconds, Figure, FilesystemSample, HostSample, NetworkSample, RoleSample, Temperature,
-        Uname,
+        CpuSeconds, DiskIo, DiskSample, Figure, FileDescriptors, FilesystemSample, GuestSeconds,
+        HostSample, KernelCounters, MemoryDetail, NetworkDetail, NetworkSample, Pressure,
+        RoleSample, Temperature, Uname,
     };
 
     fn sample(board: &str) -> Sample {
@@ -442,6 +681,7 @@ mod tests {
                     size_bytes: 10,
                     avail_bytes: 5,
                     free_bytes: 6,
+                    ..Default::default()
                 }],
                 network: vec![NetworkSample {
                     device: "eth0".into(),
@@ -509,6 +749,170 @@ mod tests {
         assert!(text.contains("\nnode_load1 0\n"));
         assert!(text.contains("lab_nginx_requests_total{role=\"lb\"} 42\n"));
         assert!(!text.contains("instance="));
+    }
+
+    /// A host sample carrying every field added for "Node Exporter Full", with values whose
+    /// rendering is known.
+    fn detailed_sample() -> Sample {
+        let mut s = sample("pi-1");
+        let h = &mut s.host;
+        h.memory = Some(MemoryDetail {
+            cached_bytes: 3_000,
+            buffers_bytes: 200,
+            sreclaimable_bytes: 100,
+            slab_bytes: 150,
+            page_tables_bytes: 40,
+            swap_cached_bytes: 8,
+        });
+        h.kernel = Some(KernelCounters {
+            context_switches_total: 1_871_220,
+            interrupts_total: 1_352_874,
+            forks_total: 27_260,
+            procs_running: 3,
+            procs_blocked: 1,
+        });
+        h.pressure = Some(Pressure {
+            cpu_waiting_seconds: Some(129.513617),
+            io_waiting_seconds: Some(3.174345),
+            io_stalled_seconds: Some(1.118541),
+            memory_waiting_seconds: Some(0.0),
+            memory_stalled_seconds: Some(0.0),
+            irq_stalled_seconds: None,
+        });
+        h.file_descriptors = Some(FileDescriptors {
+            allocated: 967,
+            maximum: 2_466_170,
+        });
+        h.cpu_seconds[0].guest = Some(GuestSeconds {
+            user: 40.21,
+            nice: 0.17,
+        });
+        let fs = &mut h.filesystems[0];
+        fs.mountpoint = "/".into();
+        (fs.files, fs.files_free, fs.readonly) = (Some(1_000), Some(600), Some(true));
+        h.disks = vec![DiskSample {
+            device: "mmcblk0".into(),
+            read_bytes_total: 512,
+            written_bytes_total: 1_024,
+            io: Some(DiskIo {
+                reads_completed_total: 5_000,
+                reads_merged_total: 10,
+                read_time_ms_total: 100,
+                writes_completed_total: 2_000,
+                writes_merged_total: 20,
+                write_time_ms_total: 300,
+                io_now: 2,
+                io_time_ms_total: 54_284,
+                io_time_weighted_ms_total: 620_701,
+            }),
+        }];
+        h.network[0].detail = Some(NetworkDetail {
+            rx_errs_total: 7,
+            rx_drop_total: 3,
+            tx_errs_total: 4,
+            tx_drop_total: 6,
+            tx_colls_total: 1,
+            ..Default::default()
+        });
+        h.temperatures.push(Temperature {
+            chip: "coretemp".into(),
+            sensor: "Package id 0".into(),
+            celsius: 51.0,
+            kind: TemperatureKind::Hwmon,
+        });
+        h.temperatures.push(Temperature {
+            chip: "coretemp".into(),
+            sensor: "Core 0".into(),
+            celsius: 50.0,
+            kind: TemperatureKind::Hwmon,
+        });
+        s
+    }
+
+    #[test]
+    fn node_exporter_full_families_are_named_typed_and_scaled() {
+        let s = detailed_sample();
+        let text = render(&[("pi-1", &s)], false);
+        for line in [
+            "# TYPE node_memory_Cached_bytes gauge\nnode_memory_Cached_bytes 3000\n",
+            "node_memory_Buffers_bytes 200\n",
+            "node_memory_SReclaimable_bytes 100\n",
+            "node_memory_Slab_bytes 150\n",
+            "node_memory_PageTables_bytes 40\n",
+            "node_memory_SwapCached_bytes 8\n",
+            "# TYPE node_context_switches_total counter\nnode_context_switches_total 1871220\n",
+            "# TYPE node_intr_total counter\nnode_intr_total 1352874\n",
+            "# TYPE node_forks_total counter\nnode_forks_total 27260\n",
+            "# TYPE node_procs_running gauge\nnode_procs_running 3\n",
+            "node_procs_blocked 1\n",
+            "# TYPE node_filefd_allocated gauge\nnode_filefd_allocated 967\n",
+            "# TYPE node_filefd_maximum gauge\nnode_filefd_maximum 2466170\n",
+            "# TYPE node_pressure_cpu_waiting_seconds_total counter\nnode_pressure_cpu_waiting_seconds_total 129.513617\n",
+            "node_pressure_io_waiting_seconds_total 3.174345\n",
+            "node_pressure_io_stalled_seconds_total 1.118541\n",
+            "node_pressure_memory_waiting_seconds_total 0\n",
+            "node_pressure_memory_stalled_seconds_total 0\n",
+            "# TYPE node_cpu_guest_seconds_total counter\nnode_cpu_guest_seconds_total{cpu=\"0\",mode=\"user\"} 40.21\n",
+            "node_cpu_guest_seconds_total{cpu=\"0\",mode=\"nice\"} 0.17\n",
+            "# TYPE node_filesystem_files gauge\nnode_filesystem_files{device=\"/dev/mmcblk0p2\",fstype=\"ext4\",mountpoint=\"/\"} 1000\n",
+            "node_filesystem_files_free{device=\"/dev/mmcblk0p2\",fstype=\"ext4\",mountpoint=\"/\"} 600\n",
+            "# TYPE node_filesystem_readonly gauge\nnode_filesystem_readonly{device=\"/dev/mmcblk0p2\",fstype=\"ext4\",mountpoint=\"/\"} 1\n",
+            "# TYPE node_disk_reads_completed_total counter\nnode_disk_reads_completed_total{device=\"mmcblk0\"} 5000\n",
+            "node_disk_writes_completed_total{device=\"mmcblk0\"} 2000\n",
+            "node_disk_reads_merged_total{device=\"mmcblk0\"} 10\n",
+            "node_disk_writes_merged_total{device=\"mmcblk0\"} 20\n",
+            // Milliseconds in /proc/diskstats, seconds in the exposition.
+            "node_disk_read_time_seconds_total{device=\"mmcblk0\"} 0.1\n",
+            "node_disk_write_time_seconds_total{device=\"mmcblk0\"} 0.3\n",
+            "# TYPE node_disk_io_time_seconds_total counter\nnode_disk_io_time_seconds_total{device=\"mmcblk0\"} 54.284\n",
+            "node_disk_io_time_weighted_seconds_total{device=\"mmcblk0\"} 620.701\n",
+            "# TYPE node_disk_io_now gauge\nnode_disk_io_now{device=\"mmcblk0\"} 2\n",
+            "# TYPE node_network_receive_errs_total counter\nnode_network_receive_errs_total{device=\"eth0\"} 7\n",
+            "node_network_receive_drop_total{device=\"eth0\"} 3\n",
+            "node_network_transmit_errs_total{device=\"eth0\"} 4\n",
+            "node_network_transmit_drop_total{device=\"eth0\"} 6\n",
+            "node_network_transmit_colls_total{device=\"eth0\"} 1\n",
+            "node_network_receive_multicast_total{device=\"eth0\"} 0\n",
+            // One chip_names series per chip: the zone's type and the hwmon name, cleaned.
+            "# TYPE node_hwmon_chip_names gauge\nnode_hwmon_chip_names{chip=\"thermal_zone0\",chip_name=\"cpu_thermal\"} 1\nnode_hwmon_chip_names{chip=\"coretemp\",chip_name=\"coretemp\"} 1\n# HELP",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from:\n{text}");
+        }
+        // Absent on this kernel: not rendered at all (no irq pressure file).
+        assert!(!text.contains("node_pressure_irq_stalled_seconds_total"));
+        // RAM used as dashboard 1860 computes it is now MemTotal - MemFree - 3300.
+        assert!(text.contains("node_memory_MemFree_bytes "));
+    }
+
+    #[test]
+    fn an_older_agents_sample_renders_no_new_family() {
+        // What an agent from before these fields sends: every new field at its default.
+        let s = sample("pi-1");
+        let text = render(&[("pi-1", &s)], false);
+        for family in [
+            "node_memory_Cached_bytes",
+            "node_context_switches_total",
+            "node_pressure_",
+            "node_filefd_",
+            "node_cpu_guest_seconds_total",
+            "node_filesystem_files",
+            "node_filesystem_readonly",
+            "node_network_receive_errs_total",
+        ] {
+            assert!(!text.contains(family), "{family} rendered without data");
+        }
+        // Chip names need no new field: they are derived from what older agents sent.
+        assert!(text.contains(
+            "node_hwmon_chip_names{chip=\"thermal_zone0\",chip_name=\"cpu_thermal\"} 1\n"
+        ));
+    }
+
+    #[test]
+    fn chip_names_are_spelled_like_node_exporter() {
+        assert_eq!(chip_name("CPU-Thermal"), "cpu_thermal");
+        assert_eq!(chip_name("nvme"), "nvme");
+        assert_eq!(chip_name("-acpitz 1-"), "acpitz_1");
+        assert_eq!(chip_name("k10temp:pci"), "k10temp:pci");
     }
 
     #[test]

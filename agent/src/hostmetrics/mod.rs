@@ -1,4 +1,6 @@
-//! Host metrics: reads `/proc` and `/sys` into a [`HostSample`] once per call.
+//! Host metrics: reads `/proc` and `/sys` into a [`HostSample`] once per call, each file
+//! once (`/proc/stat`, `meminfo`, `self/mounts` + one `statvfs` per filesystem, `diskstats`,
+//! `net/dev`, `pressure/*`, `sys/fs/file-nr`, the temperature files).
 //!
 //! [`HostSampler`] keeps what must survive between samples (the previous CPU ticks, one
 //! reused read buffer, the list of temperature sensors found, the Pi throttling fallback) and
@@ -14,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use lab_api::metrics::{
-    CpuSeconds, FilesystemSample, HostSample, Temperature, TemperatureKind, Throttling, Uname,
+    CpuSeconds, FilesystemSample, GuestSeconds, HostSample, Pressure, Temperature, TemperatureKind,
+    Throttling, Uname,
 };
 
 use crate::host::{clock_ticks_per_sec, BootClock};
@@ -27,6 +30,13 @@ pub const JETSON_GPU_LOAD: [&str; 2] = [
     "/sys/devices/platform/gpu.0/load",
     "/sys/devices/gpu.0/load",
 ];
+/// Pressure stall information, one file per resource (Linux 4.20+; `irq` 6.1+).
+pub const PRESSURE_CPU: &str = "/proc/pressure/cpu";
+pub const PRESSURE_MEMORY: &str = "/proc/pressure/memory";
+pub const PRESSURE_IO: &str = "/proc/pressure/io";
+pub const PRESSURE_IRQ: &str = "/proc/pressure/irq";
+/// Open file handles and their limit.
+pub const FILE_NR: &str = "/proc/sys/fs/file-nr";
 /// How often sensor directories are listed again and `vcgencmd` may run.
 pub const RESCAN: Duration = Duration::from_secs(60);
 
@@ -81,6 +91,7 @@ impl HostSampler {
         };
         if self.read("/proc/stat") {
             host.boot_time_seconds = parse::boot_time(&self.buf).unwrap_or(0);
+            host.kernel = parse::kernel_counters(&self.buf);
             let ticks = parse::cpu_ticks(&self.buf);
             self.cpu(&mut host, &ticks);
             self.previous = ticks;
@@ -97,6 +108,11 @@ impl HostSampler {
             host.mem_available_bytes = m.available;
             host.swap_total_bytes = m.swap_total;
             host.swap_free_bytes = m.swap_free;
+            host.memory = Some(m.detail);
+        }
+        host.pressure = self.pressure();
+        if self.read(FILE_NR) {
+            host.file_descriptors = parse::file_nr(&self.buf);
         }
         if self.read("/proc/self/mounts") {
             host.filesystems = parse::real_filesystems(&self.buf)
@@ -108,6 +124,9 @@ impl HostSampler {
                         size_bytes: (stat.blocks() as u64).saturating_mul(block),
                         avail_bytes: (stat.blocks_available() as u64).saturating_mul(block),
                         free_bytes: (stat.blocks_free() as u64).saturating_mul(block),
+                        files: Some(stat.files() as u64),
+                        files_free: Some(stat.files_free() as u64),
+                        readonly: Some(m.readonly),
                         device: m.device,
                         mountpoint: m.mountpoint,
                         fstype: m.fstype,
@@ -149,10 +168,39 @@ impl HostSampler {
                         irq: secs(now.irq),
                         softirq: secs(now.softirq),
                         steal: secs(now.steal),
+                        guest: Some(GuestSeconds {
+                            user: secs(now.guest),
+                            nice: secs(now.guest_nice),
+                        }),
                     });
                 }
             }
         }
+    }
+
+    /// Reads the `/proc/pressure` files; `None` where PSI is absent or disabled (`psi=0`
+    /// makes the reads fail with EOPNOTSUPP).
+    fn pressure(&mut self) -> Option<Pressure> {
+        let mut totals = |path: &str| {
+            if self.read(path) {
+                parse::pressure_totals(&self.buf)
+            } else {
+                (None, None)
+            }
+        };
+        let (cpu_some, _) = totals(PRESSURE_CPU);
+        let (memory_some, memory_full) = totals(PRESSURE_MEMORY);
+        let (io_some, io_full) = totals(PRESSURE_IO);
+        let (_, irq_full) = totals(PRESSURE_IRQ);
+        let pressure = Pressure {
+            cpu_waiting_seconds: cpu_some,
+            memory_waiting_seconds: memory_some,
+            memory_stalled_seconds: memory_full,
+            io_waiting_seconds: io_some,
+            io_stalled_seconds: io_full,
+            irq_stalled_seconds: irq_full,
+        };
+        (pressure != Pressure::default()).then_some(pressure)
     }
 
     fn temperatures(&mut self) -> Vec<Temperature> {
@@ -315,7 +363,23 @@ mod tests {
         assert!(!first.cpu_seconds.is_empty());
         assert_eq!(first.cpu_per_core.len(), first.cpu_seconds.len());
         assert!(first.filesystems.iter().any(|f| f.mountpoint == "/"));
-        assert!(first.network.iter().any(|n| n.device == "lo"));
+        assert!(first
+            .network
+            .iter()
+            .any(|n| n.device == "lo" && n.detail.is_some()));
+        let memory = first.memory.expect("meminfo detail");
+        assert!(memory.slab_bytes >= memory.sreclaimable_bytes);
+        let kernel = first.kernel.expect("/proc/stat counters");
+        assert!(kernel.context_switches_total > 0 && kernel.interrupts_total > 0);
+        let fds = first.file_descriptors.expect("file-nr");
+        assert!(fds.allocated > 0 && fds.maximum >= fds.allocated);
+        assert!(first.cpu_seconds.iter().all(|c| c.guest.is_some()));
+        let root = first.filesystems.iter().find(|f| f.mountpoint == "/");
+        assert!(root.is_some_and(|r| r.files.is_some() && r.readonly.is_some()));
+        assert_eq!(
+            first.pressure.and_then(|p| p.cpu_waiting_seconds).is_some(),
+            std::fs::read_to_string(PRESSURE_CPU).is_ok()
+        );
         let second = sampler.sample();
         assert!((0.0..=100.0).contains(&second.cpu_percent));
         assert!(second.cpu_seconds[0].idle >= first.cpu_seconds[0].idle);

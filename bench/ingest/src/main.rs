@@ -29,7 +29,8 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use lab_api::metrics::{
-    CpuSeconds, DiskSample, Figure, FilesystemSample, HostSample, NetworkSample, RoleSample,
+    CpuSeconds, DiskIo, DiskSample, Figure, FileDescriptors, FilesystemSample, GuestSeconds,
+    HostSample, KernelCounters, MemoryDetail, NetworkDetail, NetworkSample, Pressure, RoleSample,
     Sample, Temperature, TemperatureKind, Throttling, Uname,
 };
 use rustls::pki_types::pem::PemObject;
@@ -512,24 +513,54 @@ impl SimAgent {
                     .map(|cpu| CpuSeconds {
                         cpu,
                         idle: 1000.0,
+                        guest: Some(GuestSeconds::default()),
                         ..Default::default()
                     })
                     .collect(),
                 mem_total_bytes: 3_977_527_296,
                 swap_total_bytes: 104_853_504,
                 swap_free_bytes: 104_853_504,
+                memory: Some(MemoryDetail {
+                    cached_bytes: 1_500_000_000,
+                    buffers_bytes: 60_000_000,
+                    sreclaimable_bytes: 40_000_000,
+                    slab_bytes: 70_000_000,
+                    page_tables_bytes: 8_000_000,
+                    swap_cached_bytes: 0,
+                }),
+                kernel: Some(KernelCounters {
+                    context_switches_total: 123_456_789,
+                    interrupts_total: 98_765_432,
+                    forks_total: 45_678,
+                    procs_running: 2,
+                    procs_blocked: 0,
+                }),
+                pressure: Some(Pressure {
+                    cpu_waiting_seconds: Some(129.5),
+                    memory_waiting_seconds: Some(0.25),
+                    memory_stalled_seconds: Some(0.125),
+                    io_waiting_seconds: Some(3.17),
+                    io_stalled_seconds: Some(1.12),
+                    irq_stalled_seconds: None,
+                }),
+                file_descriptors: Some(FileDescriptors {
+                    allocated: 1_216,
+                    maximum: 9_223_372_036_854_775_807,
+                }),
                 filesystems: vec![
                     fs("/dev/mmcblk0p2", "/", "ext4", 31_000_000_000),
                     fs("/dev/mmcblk0p1", "/boot/firmware", "vfat", 535_000_000),
                 ],
                 disks: vec![DiskSample {
                     device: "mmcblk0".into(),
+                    io: Some(DiskIo::default()),
                     ..Default::default()
                 }],
                 network: ["lo", "eth0", "wlan0"]
                     .iter()
                     .map(|d| NetworkSample {
                         device: d.to_string(),
+                        detail: Some(NetworkDetail::default()),
                         ..Default::default()
                     })
                     .collect(),
@@ -642,5 +673,8 @@ fn fs(device: &str, mountpoint: &str, fstype: &str, size: u64) -> FilesystemSamp
         size_bytes: size,
         avail_bytes: size / 2,
         free_bytes: size / 2,
+        files: Some(size / 16_384),
+        files_free: Some(size / 32_768),
+        readonly: Some(false),
     }
 }

@@ -299,6 +299,7 @@ mod tests {
                     device: "sda".into(),
                     read_bytes_total: rx * 2,
                     written_bytes_total: 0,
+                    io: None,
                 }],
                 temperatures: vec![
                     Temperature {
