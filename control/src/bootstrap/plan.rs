@@ -92,6 +92,8 @@ mod tests {
         }
     }
 
+    /// The agent build the board runs and should run (a SHA-256 in hex, as the probe reports).
+    const AGENT: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
     /// The hash of a config the board has that is not the one it should have.
     const CONFIG_V1: &str = "6b8ab1f2c1e4f1b2bd8fa3b1a1f13f2e6b24e4f5b3e08ba38fe7b19dd1b6a2a0";
 
@@ -134,21 +136,21 @@ mod tests {
     fn an_up_to_date_board_changes_nothing() {
         let config = file(board_paths::CONFIG, "config v1");
         let sha = config.sha256();
-        let plan = plan(&probe_with(&sha, "bb"), "bb", vec![config], false);
+        let plan = plan(&probe_with(&sha, AGENT), AGENT, vec![config], false);
         assert!(!plan.upload_agent);
         assert!(plan.write.is_empty());
         assert_eq!(plan.start, StartPlan::EnsureRunning);
         // A forced restart (a retry after a broken attempt) restarts all the same.
         let config = file(board_paths::CONFIG, "config v1");
-        let plan = super::plan(&probe_with(&sha, "bb"), "bb", vec![config], true);
+        let plan = super::plan(&probe_with(&sha, AGENT), AGENT, vec![config], true);
         assert_eq!(plan.start, StartPlan::Restart);
     }
 
     #[test]
     fn only_what_differs_is_written() {
         let plan = plan(
-            &probe_with(CONFIG_V1, "bb"),
-            "bb",
+            &probe_with(CONFIG_V1, AGENT),
+            AGENT,
             vec![file(board_paths::CONFIG, "config v2")],
             false,
         );
