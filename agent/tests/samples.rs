@@ -69,7 +69,9 @@ async fn stream_sends_one_sample_per_second_and_ends_on_shutdown() {
     for pair in samples.windows(2) {
         assert_eq!(pair[1].seq, pair[0].seq + 1);
         let step = pair[1].timestamp_ms.saturating_sub(pair[0].timestamp_ms);
-        assert!((700..=1500).contains(&step), "samples {step} ms apart");
+        // One sample a second, never a burst; a 2-core machine running the whole suite can
+        // delay a tick, so the upper bound allows one late tick but not a stall.
+        assert!((700..=2500).contains(&step), "samples {step} ms apart");
     }
     let last = &samples[2];
     assert_eq!(last.board, common::BOARD_NAME);
