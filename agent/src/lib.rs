@@ -21,6 +21,8 @@
 //!   watch channel, so no request ever waits for a measurement.
 //! - [`hostmetrics`]: reads `/proc` and `/sys` into a host sample (parsers in
 //!   [`hostmetrics::parse`]).
+//! - [`cgroup_limits`]: the board's cgroup memory and CPU limits; rewrites the host sample
+//!   to them (a virtual board sized 256 MiB / 1 CPU reports 256 MiB / 1 CPU), as LXCFS does.
 //! - [`collect`]: role collectors, one module per engine (nginx, memcached, mariadb).
 //! - [`host`]: facts about the board (hostname, OS, kernel, boot age), read once.
 //! - [`procfs`]: pure parsers for the `/proc` and `/etc` files the agent reads, unit tested on
@@ -35,6 +37,7 @@
 
 pub mod api;
 pub mod backoff;
+pub mod cgroup_limits;
 pub mod cli;
 pub mod cmd;
 pub mod collect;

@@ -12,7 +12,9 @@
 //! - [`Health`]: what `GET /v1/health` answers.
 //! - [`time`]: wire timestamps (ms since the epoch) as RFC 3339 UTC, for logs and exports.
 //! - [`metrics`]: the per-second [`metrics::Sample`] an agent streams to the control plane.
+//! - [`cgroup`]: where a process's cgroups are on disk (the virtual boards' size limits).
 
+pub mod cgroup;
 pub mod metrics;
 pub mod prometheus;
 pub mod time;
@@ -135,8 +137,15 @@ pub struct Health {
     pub agent_uptime_secs: u64,
     /// Whole-machine CPU use over the last sampling interval, 0..=100.
     pub cpu_percent: f32,
+    /// Whole CPUs the board shows: `ceil(cpus)`.
     pub cpu_count: u32,
+    /// CPUs the board may use: its cgroup CPU quota where it has one (a virtual board),
+    /// capped by the CPUs online, else the CPUs online. 0 from agents that predate it.
+    #[serde(default)]
+    pub cpus: f64,
     pub mem_used_bytes: u64,
+    /// The board's memory: its cgroup memory limit where it has one (a virtual board),
+    /// capped by the host's memory, else `MemTotal`.
     pub mem_total_bytes: u64,
     /// SHA-256 (hex) of the agent executable this process was started from.
     #[serde(default)]

@@ -49,6 +49,7 @@ pub struct HostSampler {
     scanned_at: Option<Instant>,
     vcgencmd: Option<PathBuf>,
     vcgencmd_last: Option<(Instant, Option<Throttling>)>,
+    limits: crate::cgroup_limits::CgroupView,
 }
 
 impl Default for HostSampler {
@@ -68,6 +69,7 @@ impl HostSampler {
             scanned_at: None,
             vcgencmd: None,
             vcgencmd_last: None,
+            limits: crate::cgroup_limits::CgroupView::locate(),
         }
     }
 
@@ -127,6 +129,7 @@ impl HostSampler {
             self.read(path)
                 .then(|| parse::gpu_load_percent(&self.buf))?
         });
+        self.limits.apply(&mut host);
         host
     }
 

@@ -90,6 +90,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 "up".into(),
                 duration(h.uptime_secs),
                 format!("{:.0}%", h.cpu_percent),
+                cpus(h),
                 format!("{} / {}", bytes(h.mem_used_bytes), bytes(h.mem_total_bytes)),
             ],
             None => vec![
@@ -103,6 +104,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 "-".into(),
                 "-".into(),
                 "-".into(),
+                "-".into(),
             ],
         })
         .collect();
@@ -111,7 +113,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         table(
             &[
                 "BOARD", "ADDRESS", "ROLES", "ARCH", "OS", "AGENT", "STATE", "UPTIME", "CPU",
-                "MEMORY"
+                "CPUS", "MEMORY"
             ],
             &rows
         )
@@ -119,4 +121,13 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let up = boards.iter().filter(|b| b.up).count();
     println!("{up}/{} boards up", boards.len());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The CPUs a board may use (`1`, `0.5`), or its core count from an agent that predates it.
+fn cpus(h: &lab_api::Health) -> String {
+    if h.cpus > 0.0 {
+        format!("{}", (h.cpus * 100.0).round() / 100.0)
+    } else {
+        h.cpu_count.to_string()
+    }
 }
