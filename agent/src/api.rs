@@ -67,6 +67,7 @@ impl AppState {
             agent_uptime_secs: self.started.elapsed().as_secs(),
             cpu_percent: host.cpu_percent,
             cpu_count: u32::try_from(host.cpu_per_core.len()).unwrap_or(u32::MAX),
+            cpus: host.cpus,
             mem_used_bytes: host
                 .mem_total_bytes
                 .saturating_sub(host.mem_available_bytes),

@@ -21,6 +21,8 @@
 //!   watch channel, so no request ever waits for a measurement.
 //! - [`hostmetrics`]: reads `/proc` and `/sys` into a host sample (parsers in
 //!   [`hostmetrics::parse`]).
+//! - [`cgroup_limits`]: the board's cgroup memory and CPU limits; rewrites the host sample
+//!   to them (a virtual board sized 256 MiB / 1 CPU reports 256 MiB / 1 CPU), as LXCFS does.
 //! - [`collect`]: role collectors, one module per engine (nginx, memcached, mariadb).
 //! - [`engine`]: role engines as child processes, each the leader of its own process group,
 //!   stopped whole (signal, deadline, SIGKILL to the group, nothing left): the foundation of
@@ -35,6 +37,7 @@
 //! - [`logging`]: journald under systemd, otherwise a small timestamped stderr logger.
 
 pub mod api;
+pub mod cgroup_limits;
 pub mod cli;
 pub mod cmd;
 pub mod collect;

@@ -127,6 +127,9 @@ pub fn virtual_spec(ctx: &ClusterContext) -> anyhow::Result<crate::virt::Virtual
             name: b.name.clone(),
             address,
             rootfs: (b.arch == VirtualArch::Arm64).then(|| arm64_root.clone()),
+            size: b
+                .size
+                .unwrap_or(crate::inventory::BoardSize::VIRTUAL_DEFAULT),
         });
     }
     Ok(crate::virt::VirtualClusterSpec {

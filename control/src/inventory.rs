@@ -86,8 +86,158 @@ pub struct Board {
     pub model: Option<String>,
     pub roles: RoleSpec,
     pub arch: VirtualArch,
+    /// How big a virtual board is (its cgroup limits); `None` for a real board, whose size is
+    /// what it is.
+    pub size: Option<BoardSize>,
     /// Line of the board's `name` in the inventory, for messages.
     pub line: usize,
+}
+
+/// The CPU and memory a virtual board may use: ceilings its cgroup enforces, not
+/// reservations (ten 1-CPU boards run on a 2-core host; they just cannot all be busy at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoardSize {
+    /// CPUs in thousandths (1000 = one CPU); a CFS quota of `millicpus * 100` us per 100 ms.
+    pub millicpus: u32,
+    pub memory_bytes: u64,
+}
+
+impl BoardSize {
+    /// A virtual board with no `model` and no figures: one CPU, 512 MiB (small enough for
+    /// ten on a laptop, big enough for sshd, the agent and one engine).
+    pub const VIRTUAL_DEFAULT: BoardSize = BoardSize {
+        millicpus: 1000,
+        memory_bytes: 512 << 20,
+    };
+    /// Smallest and largest accepted figures.
+    pub const MIN_MILLICPUS: u32 = 10;
+    pub const MAX_MILLICPUS: u32 = 256_000;
+    pub const MIN_MEMORY: u64 = 32 << 20;
+    pub const MAX_MEMORY: u64 = 1 << 40;
+
+    /// CPUs as a number (1.5).
+    pub fn cpus(&self) -> f64 {
+        f64::from(self.millicpus) / 1000.0
+    }
+}
+
+impl fmt::Display for BoardSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} CPU, {}",
+            self.cpus(),
+            format_bytes(self.memory_bytes)
+        )
+    }
+}
+
+/// Sizes of the board models `lab` knows, by `model` (matched on its letters and digits,
+/// lower case, as a prefix: "Raspberry Pi 4 Model B" and "pi4" are both a Pi 4). A model not
+/// listed gives no defaults (the virtual default applies).
+pub const MODEL_SIZES: [(&[&str], &str, BoardSize); 5] = [
+    (
+        &["raspberrypi3", "rpi3", "pi3"],
+        "Raspberry Pi 3",
+        BoardSize {
+            millicpus: 4000,
+            memory_bytes: 1 << 30,
+        },
+    ),
+    (
+        &["raspberrypi4", "rpi4", "pi4"],
+        "Raspberry Pi 4 (4 GiB)",
+        BoardSize {
+            millicpus: 4000,
+            memory_bytes: 4 << 30,
+        },
+    ),
+    (
+        &["raspberrypi5", "rpi5", "pi5"],
+        "Raspberry Pi 5 (8 GiB)",
+        BoardSize {
+            millicpus: 4000,
+            memory_bytes: 8 << 30,
+        },
+    ),
+    (
+        &["jetsonorinnano", "orinnano"],
+        "Jetson Orin Nano",
+        BoardSize {
+            millicpus: 6000,
+            memory_bytes: 8 << 30,
+        },
+    ),
+    (
+        &["jetsonnano"],
+        "Jetson Nano",
+        BoardSize {
+            millicpus: 4000,
+            memory_bytes: 4 << 30,
+        },
+    ),
+];
+
+/// The size of a known `model`, if it is one.
+pub fn model_size(model: &str) -> Option<BoardSize> {
+    let key: String = model
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    MODEL_SIZES
+        .iter()
+        .find(|(prefixes, _, _)| prefixes.iter().any(|p| key.starts_with(p)))
+        .map(|(_, _, size)| *size)
+}
+
+/// Parse a memory size: a number of bytes, or a number with a binary unit: `256MiB`, `1GiB`,
+/// `512M` (K, M, G, T mean KiB, MiB, GiB, TiB, as in systemd and Docker), `1.5GiB`. Decimal
+/// units (`MB`, `GB`) are refused rather than guessed.
+pub fn parse_memory(text: &str) -> Result<u64, String> {
+    let s = text.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = (&s[..split], s[split..].trim());
+    let bad = || format!("memory `{text}` must look like \"256MiB\", \"1GiB\" or \"512M\"");
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let shift = match unit {
+        "" | "B" => 0,
+        "K" | "k" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        "T" | "TiB" => 40,
+        "KB" | "kB" | "MB" | "GB" | "TB" => {
+            return Err(format!(
+                "memory `{text}`: {unit} is ambiguous, write {}iB",
+                &unit[..1].to_ascii_uppercase()
+            ))
+        }
+        _ => return Err(bad()),
+    };
+    let bytes = value * (1u64 << shift) as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes.round() as u64)
+}
+
+/// `512 MiB`, `1 GiB`, `1.5 GiB`: binary units, as the inventory writes them.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [(&str, u32); 4] = [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)];
+    for (unit, shift) in UNITS {
+        let size = 1u64 << shift;
+        if bytes >= size {
+            let value = bytes as f64 / size as f64;
+            return if bytes.is_multiple_of(size) {
+                format!("{} {unit}", bytes / size)
+            } else {
+                format!("{value:.1} {unit}")
+            };
+        }
+    }
+    format!("{bytes} B")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,6 +348,15 @@ struct RawBoard {
     model: Option<String>,
     roles: Option<Spanned<RawRoles>>,
     arch: Option<Spanned<String>>,
+    cpus: Option<Spanned<f64>>,
+    memory: Option<Spanned<RawMemory>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawMemory {
+    Bytes(u64),
+    Text(String),
 }
 
 #[derive(Deserialize)]
@@ -430,6 +589,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
                 }
             },
         };
+        let size = board_size(rb_ref, virtual_declared, &mut |span, m| problem(span, b, m));
         let user = rb_ref.user.as_ref().map(|u| u.get_ref().clone());
         boards.push(Board {
             name: bname,
@@ -439,6 +599,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
             model: rb_ref.model.clone(),
             roles,
             arch,
+            size,
             line,
         });
     }
@@ -451,6 +612,91 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
         cluster,
         virtual_net,
         boards,
+    })
+}
+
+/// A virtual board's size: its own `cpus` and `memory`, else its model's, else
+/// [`BoardSize::VIRTUAL_DEFAULT`]. Real boards take no figures.
+fn board_size(
+    rb: &RawBoard,
+    virtual_declared: bool,
+    problem: &mut dyn FnMut(std::ops::Range<usize>, String),
+) -> Option<BoardSize> {
+    if !virtual_declared {
+        let given = [
+            ("cpus", rb.cpus.as_ref().map(Spanned::span)),
+            ("memory", rb.memory.as_ref().map(Spanned::span)),
+        ];
+        for (what, span) in given {
+            if let Some(span) = span {
+                problem(
+                    span,
+                    format!(
+                        "{what} is only for virtual boards (a real board's size is what it is)"
+                    ),
+                );
+            }
+        }
+        return None;
+    }
+    let base = rb
+        .model
+        .as_deref()
+        .and_then(model_size)
+        .unwrap_or(BoardSize::VIRTUAL_DEFAULT);
+    let millicpus = match &rb.cpus {
+        None => base.millicpus,
+        Some(c) => {
+            let cpus = *c.get_ref();
+            let millicpus = (cpus * 1000.0).round();
+            let (min, max) = (BoardSize::MIN_MILLICPUS, BoardSize::MAX_MILLICPUS);
+            if !(f64::from(min)..=f64::from(max)).contains(&millicpus) {
+                problem(
+                    c.span(),
+                    format!(
+                        "cpus = {cpus} must be between {} and {}",
+                        f64::from(min) / 1000.0,
+                        max / 1000
+                    ),
+                );
+                base.millicpus
+            } else {
+                millicpus as u32
+            }
+        }
+    };
+    let memory_bytes = match &rb.memory {
+        None => base.memory_bytes,
+        Some(m) => {
+            let parsed = match m.get_ref() {
+                RawMemory::Bytes(n) => Ok(*n),
+                RawMemory::Text(t) => parse_memory(t),
+            };
+            let (min, max) = (BoardSize::MIN_MEMORY, BoardSize::MAX_MEMORY);
+            match parsed {
+                Ok(bytes) if (min..=max).contains(&bytes) => bytes,
+                Ok(bytes) => {
+                    problem(
+                        m.span(),
+                        format!(
+                            "memory {} must be between {} and {}",
+                            format_bytes(bytes),
+                            format_bytes(min),
+                            format_bytes(max)
+                        ),
+                    );
+                    base.memory_bytes
+                }
+                Err(msg) => {
+                    problem(m.span(), msg);
+                    base.memory_bytes
+                }
+            }
+        }
+    };
+    Some(BoardSize {
+        millicpus,
+        memory_bytes,
     })
 }
 
@@ -716,6 +962,128 @@ arch = "arm64"
             );
             assert!(msg.contains("nothing was changed"), "{what}: {msg}");
         }
+    }
+
+    #[test]
+    fn virtual_boards_are_sized_by_figures_then_model_then_default() {
+        let text = r#"
+[cluster]
+name = "c"
+[virtual]
+subnet = "10.9.0.0/24"
+[[board]]
+name = "plain"
+address = "10.9.0.2"
+[[board]]
+name = "pi3"
+address = "10.9.0.3"
+model = "Raspberry Pi 3 Model B+"
+[[board]]
+name = "pi4-small"
+address = "10.9.0.4"
+model = "pi4"
+memory = "256MiB"
+[[board]]
+name = "orin"
+address = "10.9.0.5"
+model = "Jetson Orin Nano"
+cpus = 1.5
+[[board]]
+name = "odd"
+address = "10.9.0.6"
+model = "emulated Raspberry Pi (arm64)"
+memory = 536870912
+"#;
+        let inv = parse(Path::new("i.toml"), text).expect("valid");
+        let size = |name: &str| inv.board(name).and_then(|b| b.size).expect("sized");
+        assert_eq!(size("plain"), BoardSize::VIRTUAL_DEFAULT);
+        assert_eq!(
+            size("pi3"),
+            BoardSize {
+                millicpus: 4000,
+                memory_bytes: 1 << 30
+            }
+        );
+        assert_eq!(
+            size("pi4-small"),
+            BoardSize {
+                millicpus: 4000,
+                memory_bytes: 256 << 20
+            }
+        );
+        assert_eq!(
+            size("orin"),
+            BoardSize {
+                millicpus: 1500,
+                memory_bytes: 8 << 30
+            }
+        );
+        assert_eq!(size("odd"), BoardSize::VIRTUAL_DEFAULT);
+        assert_eq!(size("orin").to_string(), "1.5 CPU, 8 GiB");
+    }
+
+    #[test]
+    fn model_names_and_memory_sizes() {
+        assert_eq!(
+            model_size("Jetson Nano (Ubuntu 18.04)").map(|s| s.millicpus),
+            Some(4000)
+        );
+        assert_eq!(model_size("Pi 5").map(|s| s.memory_bytes), Some(8 << 30));
+        assert_eq!(model_size("x86 box"), None);
+        for (text, bytes) in [
+            ("256MiB", 256 << 20),
+            ("1GiB", 1 << 30),
+            ("512M", 512 << 20),
+            ("1.5 GiB", 3 << 29),
+            ("4096", 4096),
+            ("64k", 64 << 10),
+        ] {
+            assert_eq!(parse_memory(text), Ok(bytes), "{text}");
+        }
+        assert!(parse_memory("1GB").is_err_and(|e| e.contains("write GiB")));
+        assert!(parse_memory("lots").is_err());
+        assert!(parse_memory("-1M").is_err());
+        assert_eq!(format_bytes(512 << 20), "512 MiB");
+        assert_eq!(format_bytes(3 << 29), "1.5 GiB");
+    }
+
+    #[test]
+    fn bad_sizes_name_line_and_board() {
+        let head = "[cluster]\nname=\"c\"\n[virtual]\nsubnet=\"10.9.0.0/24\"\n[[board]]\nname=\"a\"\naddress=\"10.9.0.2\"\n";
+        let cases: &[(&str, &str)] = &[
+            (
+                "cpus=0\n",
+                "i.toml:8: board `a`: cpus = 0 must be between 0.01 and 256",
+            ),
+            ("cpus=300.0\n", "cpus = 300 must be between"),
+            (
+                "memory=\"1MiB\"\n",
+                "i.toml:8: board `a`: memory 1 MiB must be between 32 MiB and 1 TiB",
+            ),
+            (
+                "memory=\"2GB\"\n",
+                "i.toml:8: board `a`: memory `2GB`: GB is ambiguous, write GiB",
+            ),
+            ("memory=\"big\"\n", "memory `big` must look like"),
+        ];
+        for (line, want) in cases {
+            let text = format!("{head}{line}");
+            let err = parse(Path::new("i.toml"), &text).expect_err(line);
+            assert!(err.to_string().contains(want), "{line}: {err}");
+        }
+        let real = "[cluster]\nname=\"c\"\n[[board]]\nname=\"a\"\naddress=\"10.9.0.2\"\ncpus=1.0\nmemory=\"1GiB\"\n";
+        let err = parse(Path::new("i.toml"), real).expect_err("real board with figures");
+        assert_eq!(err.problems().len(), 2, "{err}");
+        assert!(
+            err.to_string().contains("cpus is only for virtual boards"),
+            "{err}"
+        );
+        let inv = parse(
+            Path::new("i.toml"),
+            "[cluster]\nname=\"c\"\n[[board]]\nname=\"a\"\naddress=\"10.9.0.2\"\nmodel=\"pi4\"\n",
+        )
+        .expect("real board");
+        assert_eq!(inv.boards[0].size, None);
     }
 
     #[test]

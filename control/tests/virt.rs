@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use lab::inventory::BoardSize;
 use lab::virt::{self, VirtError, VirtualBoardSpec, VirtualClusterSpec};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -69,6 +70,7 @@ fn cluster(tag: &str, rootfs: &[Option<PathBuf>]) -> Cluster {
             name: format!("b{i}"),
             address: Ipv4Addr::new(10, second, third, 11 + i as u8),
             rootfs: rootfs.clone(),
+            size: BoardSize::VIRTUAL_DEFAULT,
         })
         .collect();
     Cluster {
@@ -256,7 +258,40 @@ fn leftovers(cluster: &Cluster) -> Vec<String> {
             .filter(|l| l.contains(&state))
             .map(|l| format!("mount {l}")),
     );
+    let cgroups = virt::cgroup::cluster_dirs(&spec.cluster).expect("cgroup layout");
+    found.extend(
+        cgroups
+            .iter()
+            .filter(|d| d.exists())
+            .map(|d| format!("cgroup {}", d.display())),
+    );
     found
+}
+
+/// The board's memory group (as recorded at boot), checked to hold `pid` and the board's size.
+fn memory_group(cluster: &Cluster, board: &str, pid: u32) -> Vec<PathBuf> {
+    let dirs = virt::cgroup::recorded(&cluster.spec, board);
+    assert!(!dirs.is_empty(), "{board} has no cgroup recorded");
+    for dir in &dirs {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).expect("cgroup.procs");
+        assert!(
+            procs.lines().any(|l| l == pid.to_string()),
+            "init {pid} of {board} not in {}: {procs}",
+            dir.display()
+        );
+    }
+    let limit = ["memory.limit_in_bytes", "memory.max"]
+        .iter()
+        .find_map(|f| {
+            dirs.iter()
+                .find_map(|d| std::fs::read_to_string(d.join(f)).ok())
+        })
+        .expect("a memory limit file");
+    assert_eq!(
+        limit.trim(),
+        BoardSize::VIRTUAL_DEFAULT.memory_bytes.to_string()
+    );
+    dirs
 }
 
 #[test]
@@ -281,6 +316,8 @@ fn boards_boot_are_isolated_survive_power_cuts_and_leave_nothing() {
         let out = run_ok(Command::new("nsenter").args(["-t", &pid.to_string(), "-u", "hostname"]));
         assert_eq!(stdout(&out), board.name);
     }
+    // Each board runs in its own cgroup, sized.
+    let b1_groups = memory_group(&c, "b1", pids[1]);
     // A real login with the authorized key, as bootstrap will do it.
     let out = run_ok(Command::new("ssh").arg("-i").arg(&c.key).args([
         "-o",
@@ -345,6 +382,8 @@ fn boards_boot_are_isolated_survive_power_cuts_and_leave_nothing() {
 
     virt::kill(spec, "b1").expect("kill b1");
     assert!(processes_in_pid_ns(&pid_ns).is_empty());
+    let kept: Vec<&PathBuf> = b1_groups.iter().filter(|d| d.exists()).collect();
+    assert!(kept.is_empty(), "a killed board left its cgroups: {kept:?}");
     assert!(!Path::new(&format!("/proc/{}", pids[1])).exists());
     conn.set_read_timeout(Some(Duration::from_secs(1)))
         .expect("timeout");
@@ -361,6 +400,7 @@ fn boards_boot_are_isolated_survive_power_cuts_and_leave_nothing() {
     virt::restart(spec, "b1").expect("restart b1");
     let after = init_pids(&c);
     assert_ne!(after[1], pids[1]);
+    memory_group(&c, "b1", after[1]);
     assert_eq!((after[0], after[2]), (pids[0], pids[2]));
     assert_openssh(spec.boards[1].address);
     assert_eq!(host_key(spec.boards[1].address), key_before);

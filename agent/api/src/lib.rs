@@ -14,8 +14,10 @@
 //! - [`metrics`]: the per-second [`metrics::Sample`] an agent streams to the control plane.
 //! - [`roles`]: [`Role`] and [`Engine`], the names of what a board does and what runs it.
 //! - [`backoff`]: the one exponential backoff (agent restarts, control-plane reconnects).
+//! - [`cgroup`]: where a process's cgroups are on disk (the virtual boards' size limits).
 
 pub mod backoff;
+pub mod cgroup;
 pub mod metrics;
 pub mod prometheus;
 pub mod roles;
@@ -139,8 +141,15 @@ pub struct Health {
     pub agent_uptime_secs: u64,
     /// Whole-machine CPU use over the last sampling interval, 0..=100.
     pub cpu_percent: f32,
+    /// Whole CPUs the board shows: `ceil(cpus)`.
     pub cpu_count: u32,
+    /// CPUs the board may use: its cgroup CPU quota where it has one (a virtual board),
+    /// capped by the CPUs online, else the CPUs online. 0 from agents that predate it.
+    #[serde(default)]
+    pub cpus: f64,
     pub mem_used_bytes: u64,
+    /// The board's memory: its cgroup memory limit where it has one (a virtual board),
+    /// capped by the host's memory, else `MemTotal`.
     pub mem_total_bytes: u64,
     /// SHA-256 (hex) of the agent executable this process was started from.
     #[serde(default)]

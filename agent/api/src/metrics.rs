@@ -39,10 +39,18 @@ pub struct HostSample {
     /// Per core busy %, over the last interval.
     pub cpu_per_core: Vec<f32>,
     /// Cumulative per-core CPU seconds by mode (`node_cpu_seconds_total{cpu,mode}`).
+    /// Under a CPU quota: `ceil(cpus)` virtual cores sharing the group's CPU time (see
+    /// the agent's `cgroup_limits`).
     pub cpu_seconds: Vec<CpuSeconds>,
+    /// CPUs the board may use: its cgroup CPU quota (capped by the CPUs online), else the
+    /// CPUs online. 0 from agents that predate it.
+    #[serde(default)]
+    pub cpus: f64,
     pub load1: f64,
     pub load5: f64,
     pub load15: f64,
+    /// `MemTotal`, or the board's cgroup memory limit where it has one (capped by
+    /// `MemTotal`); `MemAvailable` and `MemFree` are then derived against the limit.
     pub mem_total_bytes: u64,
     pub mem_available_bytes: u64,
     pub mem_free_bytes: u64,

@@ -7,7 +7,8 @@
 //! exposed as `node_hwmon_temp_celsius` because that dashboard reads temperatures only from
 //! there, and every chip has a `node_hwmon_chip_names` series, which its temperature panel
 //! joins on. Families added after the first release are rendered only when the sample has
-//! their (`Option`) fields, so an older agent's sample never shows them as 0. `lab`'s own figures are prefixed `lab_`: `lab_cpu_busy_percent`,
+//! their (`Option`) fields, so an older agent's sample never shows them as 0. `lab`'s own
+//! figures are prefixed `lab_`: `lab_cpu_busy_percent`, `lab_cpus`,
 //! `lab_pi_throttled{flag}`, `lab_gpu_load_percent`, and one family per role figure,
 //! `lab_<engine>_<figure>{role}` plus `lab_<engine>_up{role}`.
 //!
@@ -85,6 +86,14 @@ fn host(out: &mut Exposition, base: &[(&str, &str)], sample: &Sample) {
         &[],
         f64::from(h.cpu_percent),
     );
+    if h.cpus > 0.0 {
+        g(
+            "lab_cpus",
+            "CPUs the board may use: its cgroup CPU quota (a virtual board), else the CPUs online.",
+            &[],
+            h.cpus,
+        );
+    }
     for (core, busy) in h.cpu_per_core.iter().enumerate() {
         let core = core.to_string();
         g(
@@ -695,6 +704,7 @@ mod tests {
                     kind: TemperatureKind::ThermalZone,
                 }],
                 gpu_load_percent: Some(f32::NAN),
+                cpus: 0.5,
                 ..Default::default()
             },
             roles: vec![RoleSample {
@@ -739,6 +749,7 @@ mod tests {
         assert!(text.contains("# TYPE lab_nginx_requests_total counter\n"));
         assert!(text.contains("lab_nginx_up{node=\"pi-1\",instance=\"pi-1\",role=\"lb\"} 1\n"));
         assert!(text.contains("node_time_seconds{node=\"pi-1\",instance=\"pi-1\"} 1700000000.5\n"));
+        assert!(text.contains("lab_cpus{node=\"pi-1\",instance=\"pi-1\"} 0.5\n"));
         assert!(text.ends_with('\n'));
     }
 

@@ -59,6 +59,7 @@ pub struct HostSampler {
     scanned_at: Option<Instant>,
     vcgencmd: Option<PathBuf>,
     vcgencmd_last: Option<(Instant, Option<Throttling>)>,
+    limits: crate::cgroup_limits::CgroupView,
 }
 
 impl Default for HostSampler {
@@ -78,6 +79,7 @@ impl HostSampler {
             scanned_at: None,
             vcgencmd: None,
             vcgencmd_last: None,
+            limits: crate::cgroup_limits::CgroupView::locate(),
         }
     }
 
@@ -146,6 +148,7 @@ impl HostSampler {
             self.read(path)
                 .then(|| parse::gpu_load_percent(&self.buf))?
         });
+        self.limits.apply(&mut host);
         host
     }
 

@@ -422,6 +422,7 @@ async fn handle(
             agent_uptime_secs: 10,
             cpu_percent: 5.0,
             cpu_count: 4,
+            cpus: 4.0,
             mem_used_bytes: 1 << 30,
             mem_total_bytes: 4 << 30,
             binary_sha256: String::new(),

@@ -173,6 +173,7 @@ mod tests {
             agent_uptime_secs: 1,
             cpu_percent: 0.0,
             cpu_count: 1,
+            cpus: 1.0,
             mem_used_bytes: 1,
             mem_total_bytes: 2,
             binary_sha256: sha.into(),

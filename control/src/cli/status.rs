@@ -124,6 +124,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 "up".into(),
                 duration(h.uptime_secs),
                 format!("{:.0}%", h.cpu_percent),
+                cpus(h),
                 format!("{} / {}", bytes(h.mem_used_bytes), bytes(h.mem_total_bytes)),
             ],
             None => vec![
@@ -137,6 +138,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 "-".into(),
                 "-".into(),
                 "-".into(),
+                "-".into(),
             ],
         })
         .collect();
@@ -145,7 +147,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         table(
             &[
                 "BOARD", "ADDRESS", "ROLES", "ARCH", "OS", "AGENT", "STATE", "UPTIME", "CPU",
-                "MEMORY"
+                "CPUS", "MEMORY"
             ],
             &rows
         )
@@ -154,4 +156,13 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     println!("{up}/{} boards up", boards.len());
     warn();
     Ok(ExitCode::SUCCESS)
+}
+
+/// The CPUs a board may use (`1`, `0.5`), or its core count from an agent that predates it.
+fn cpus(h: &lab_api::Health) -> String {
+    if h.cpus > 0.0 {
+        format!("{}", (h.cpus * 100.0).round() / 100.0)
+    } else {
+        h.cpu_count.to_string()
+    }
 }

@@ -127,6 +127,7 @@ mod tests {
             model: None,
             roles: RoleSpec::Auto,
             arch: VirtualArch::Native,
+            size: None,
             line: 1,
         }
     }

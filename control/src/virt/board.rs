@@ -20,7 +20,7 @@ use nix::unistd::Pid;
 
 use super::cmd::{self, CommandLine};
 use super::error::{BootLog, Target, VirtError};
-use super::init::args::InitArgs;
+use super::init::args::{CgroupJoin, InitArgs};
 use super::names::netns_name;
 use super::procfs;
 use super::spec::{BoardDir, VirtualBoardSpec, VirtualClusterSpec, DISK_MOUNTS};
@@ -121,7 +121,11 @@ pub(crate) fn prepare_disk(spec: &VirtualClusterSpec, board: &str) -> Result<(),
 
 /// Start the board's init (its network must exist) and return its host PID once the init has
 /// recorded it.
-pub(crate) fn spawn(spec: &VirtualClusterSpec, board: &VirtualBoardSpec) -> Result<u32, VirtError> {
+pub(crate) fn spawn(
+    spec: &VirtualClusterSpec,
+    board: &VirtualBoardSpec,
+    cgroups: Vec<CgroupJoin>,
+) -> Result<u32, VirtError> {
     let target = target(spec, &board.name);
     let dir = spec.board_dir(&board.name);
     let io = |action, path: &Path| {
@@ -146,7 +150,7 @@ pub(crate) fn spawn(spec: &VirtualClusterSpec, board: &VirtualBoardSpec) -> Resu
     }
     let log = fs::File::create(&log_path).map_err(io("create", &log_path))?;
     let log_err = log.try_clone().map_err(io("open", &log_path))?;
-    let command = spawn_command(spec, board);
+    let command = spawn_command(spec, board, cgroups);
     let mut child = Command::new(&command.program)
         .args(&command.args)
         .env_clear()
@@ -194,12 +198,17 @@ pub(crate) fn spawn(spec: &VirtualClusterSpec, board: &VirtualBoardSpec) -> Resu
 }
 
 /// The command line that starts `board`'s init.
-pub(crate) fn spawn_command(spec: &VirtualClusterSpec, board: &VirtualBoardSpec) -> CommandLine {
+pub(crate) fn spawn_command(
+    spec: &VirtualClusterSpec,
+    board: &VirtualBoardSpec,
+    cgroups: Vec<CgroupJoin>,
+) -> CommandLine {
     let init = InitArgs {
         dir: spec.board_dir(&board.name).root,
         hostname: board.name.clone(),
         address: board.address,
         rootfs: board.rootfs.clone(),
+        cgroups,
     };
     let mut args: Vec<String> = [
         "ip",
@@ -355,6 +364,7 @@ mod tests {
             name: "pi-1".into(),
             address: Ipv4Addr::new(10, 77, 0, 11),
             rootfs: None,
+            size: crate::inventory::BoardSize::VIRTUAL_DEFAULT,
         };
         let spec = VirtualClusterSpec {
             cluster: "demo".into(),
@@ -366,10 +376,19 @@ mod tests {
             lab_binary: "/bin/lab".into(),
         };
         assert_eq!(
-            spawn_command(&spec, &board).display(),
+            spawn_command(
+                &spec,
+                &board,
+                vec![CgroupJoin {
+                    controllers: "memory".into(),
+                    mountpoint: "/cg/memory".into(),
+                    dir: "/cg/memory/lab/demo/pi-1".into()
+                }]
+            )
+            .display(),
             "setsid ip netns exec lab-demo_pi-1 unshare --pid --fork --mount --uts --ipc \
              --propagation private /bin/lab board-init --dir /s/virtual/pi-1 --hostname pi-1 \
-             --address 10.77.0.11"
+             --address 10.77.0.11 --cgroup memory:/cg/memory:/cg/memory/lab/demo/pi-1"
         );
     }
 }

@@ -143,6 +143,17 @@ pub enum VirtError {
     #[error("{target}: the board has no network interface {device}; run `up` first")]
     NotCreated { target: Target, device: String },
 
+    /// No mounted cgroup hierarchy offers a controller the boards' size limits need.
+    #[error(
+        "{target}: no cgroup hierarchy on this host offers the `{controller}` controller \
+         (cgroup v1: /sys/fs/cgroup/{controller}; v2: `{controller}` in \
+         /sys/fs/cgroup/cgroup.controllers); virtual boards need it for their size limits"
+    )]
+    NoCgroup {
+        target: Target,
+        controller: &'static str,
+    },
+
     /// `purge` found a mount below the directory it was about to delete.
     #[error("{target}: refusing to delete {}: {mount} is still mounted below it", path.display())]
     StillMounted {

@@ -13,6 +13,8 @@
 //! - [`names`]: bridge, veth and namespace names derived from (cluster, board).
 //! - `net` (private): bridge, veth and netns plumbing; partition and heal.
 //! - `board` (private): disk preparation, spawning, readiness and power cut of one board.
+//! - [`cgroup`]: the board's size: its cgroup (memory limit, CPU quota), made at boot and
+//!   removed when it dies.
 //! - [`init`]: `lab board-init`, the board's PID 1 (mounts, hostname, sshd supervision).
 //! - [`sshd`]: the board's sshd configuration.
 //! - [`error`]: [`VirtError`] and what it carries.
@@ -20,6 +22,7 @@
 //!   /proc, one operation at a time per cluster.
 
 mod board;
+pub mod cgroup;
 mod cidr;
 mod cmd;
 pub mod error;
@@ -107,11 +110,14 @@ fn down_locked(spec: &VirtualClusterSpec) -> Result<(), VirtError> {
             first_error.get_or_insert(err);
         }
     };
+    let mut cgroup_dirs = Vec::new();
     for board in known_boards(spec) {
         if net::link_exists(&names::host_veth_name(&spec.cluster, &board)) {
             note(net::set_board_link(spec, &board, false));
         }
         note(board::kill_processes(spec, &board, true));
+        cgroup_dirs.extend(cgroup::recorded(spec, &board));
+        note(cgroup::remove(spec, &board));
         note(net::remove_board_link(spec, &board));
         let pid_file = spec.board_dir(&board).init_pid();
         if let Err(source) = fs::remove_file(&pid_file) {
@@ -125,6 +131,7 @@ fn down_locked(spec: &VirtualClusterSpec) -> Result<(), VirtError> {
             }
         }
     }
+    cgroup::remove_cluster_dirs(&cgroup_dirs);
     note(net::remove_bridge(spec));
     first_error.map_or(Ok(()), Err)
 }
@@ -187,7 +194,8 @@ fn kill_locked(spec: &VirtualClusterSpec, board: &str) -> Result<(), VirtError> 
     if net::link_exists(&names::host_veth_name(&spec.cluster, board)) {
         net::set_board_link(spec, board, false)?;
     }
-    board::kill_processes(spec, board, false)
+    board::kill_processes(spec, board, false)?;
+    cgroup::remove(spec, board)
 }
 
 /// Fresh boot: power-cut the board if it runs, give it a new network namespace and link, start
@@ -253,7 +261,9 @@ fn boot(
         &format!("creating network {}/{}", board.address, spec.prefix_len),
     );
     net::create_board_link(spec, board)?;
-    let pid = board::spawn(spec, board)?;
+    progress(&board.name, &format!("sizing: {}", board.size));
+    let cgroups = cgroup::create(spec, board)?;
+    let pid = board::spawn(spec, board, cgroups)?;
     progress(
         &board.name,
         &format!("booted (init pid {pid}), waiting for sshd"),

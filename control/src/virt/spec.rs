@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::cidr::Ipv4Net;
 use super::error::{Target, VirtError};
+use crate::inventory::BoardSize;
 
 /// Longest cluster or board name accepted (a hostname label is at most 63 bytes).
 pub const MAX_NAME_LEN: usize = 63;
@@ -45,6 +46,8 @@ pub struct VirtualBoardSpec {
     /// `None`: the host's own userland. `Some(dir)`: a (possibly foreign-arch) Debian root the
     /// board chroots into, mounted read-only so boards may share it.
     pub rootfs: Option<PathBuf>,
+    /// The CPU and memory its cgroup allows it.
+    pub size: BoardSize,
 }
 
 /// Sub-directories of a board's disk, and the board path each is bind-mounted over.
@@ -94,6 +97,10 @@ impl BoardDir {
     /// Host PID of the board's init, written by the init itself.
     pub fn init_pid(&self) -> PathBuf {
         self.root.join("init.pid")
+    }
+    /// The board's cgroup directories, one per line, written before they are made.
+    pub fn cgroups(&self) -> PathBuf {
+        self.root.join("cgroups")
     }
 }
 
@@ -213,6 +220,19 @@ impl VirtualClusterSpec {
                     return Some(format!("board `{}`: {p}", board.name));
                 }
             }
+            let size = board.size;
+            if !(BoardSize::MIN_MILLICPUS..=BoardSize::MAX_MILLICPUS).contains(&size.millicpus)
+                || !(BoardSize::MIN_MEMORY..=BoardSize::MAX_MEMORY).contains(&size.memory_bytes)
+            {
+                return Some(format!(
+                    "board `{}`: size {size} is outside {} to {} CPUs and {} to {}",
+                    board.name,
+                    f64::from(BoardSize::MIN_MILLICPUS) / 1000.0,
+                    BoardSize::MAX_MILLICPUS / 1000,
+                    crate::inventory::format_bytes(BoardSize::MIN_MEMORY),
+                    crate::inventory::format_bytes(BoardSize::MAX_MEMORY),
+                ));
+            }
         }
         None
     }
@@ -257,11 +277,13 @@ mod tests {
                     name: "pi-1".into(),
                     address: Ipv4Addr::new(10, 77, 0, 11),
                     rootfs: None,
+                    size: BoardSize::VIRTUAL_DEFAULT,
                 },
                 VirtualBoardSpec {
                     name: "pi-2".into(),
                     address: Ipv4Addr::new(10, 77, 0, 12),
                     rootfs: Some("/var/cache/lab/rootfs/bookworm-arm64".into()),
+                    size: BoardSize::VIRTUAL_DEFAULT,
                 },
             ],
             authorized_key: "ssh-ed25519 AAAAC3Nza lab@host".into(),
@@ -354,6 +376,16 @@ mod tests {
         let mut s = spec();
         s.boards[1].rootfs = Some("rootfs".into());
         assert!(reason(&s).contains("board `pi-2`: rootfs"));
+    }
+
+    #[test]
+    fn rejects_sizes_out_of_range() {
+        let mut s = spec();
+        s.boards[0].size.memory_bytes = 1 << 20;
+        assert!(reason(&s).contains("board `pi-1`: size 1 CPU, 1 MiB is outside"));
+        let mut s = spec();
+        s.boards[1].size.millicpus = 0;
+        assert!(reason(&s).contains("board `pi-2`: size"));
     }
 
     #[test]

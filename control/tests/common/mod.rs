@@ -39,6 +39,12 @@ pub struct TestCluster {
 impl TestCluster {
     /// Write an inventory for `boards` (name, arch) on a fresh subnet.
     pub fn new(prefix: &str, boards: &[(&str, &str)]) -> Self {
+        let plain: Vec<(&str, &str, &str)> = boards.iter().map(|(n, a)| (*n, *a, "")).collect();
+        Self::with_board_lines(prefix, &plain)
+    }
+
+    /// Like [`TestCluster::new`], each board with extra inventory lines (e.g. `cpus = 0.5`).
+    pub fn with_board_lines(prefix: &str, boards: &[(&str, &str, &str)]) -> Self {
         require_root();
         let (name, a, b) = unique(prefix);
         let dir = tempfile::tempdir().expect("tempdir");
@@ -46,10 +52,10 @@ impl TestCluster {
             "[cluster]\nname = \"{name}\"\nssh_key = \"managed\"\nssh_user = \"root\"\nstate_dir = \"state\"\n\n[virtual]\nsubnet = \"10.{a}.{b}.0/24\"\n"
         );
         let mut list = Vec::new();
-        for (i, (board, arch)) in boards.iter().enumerate() {
+        for (i, (board, arch, extra)) in boards.iter().enumerate() {
             let addr = format!("10.{a}.{b}.{}", 10 + i);
             text.push_str(&format!(
-                "\n[[board]]\nname = \"{board}\"\naddress = \"{addr}\"\nroles = \"auto\"\narch = \"{arch}\"\n"
+                "\n[[board]]\nname = \"{board}\"\naddress = \"{addr}\"\nroles = \"auto\"\narch = \"{arch}\"\n{extra}"
             ));
             list.push((board.to_string(), addr));
         }

@@ -15,6 +15,54 @@ pub struct InitArgs {
     pub address: Ipv4Addr,
     /// Root file system to chroot into, if not the host's.
     pub rootfs: Option<PathBuf>,
+    /// The board's cgroups (one per hierarchy), which the init mounts and joins before
+    /// anything else.
+    pub cgroups: Vec<CgroupJoin>,
+}
+
+/// One cgroup hierarchy of the board. `ip netns exec` gives the board a fresh `/sys` without
+/// the host's cgroup mounts, so the init mounts the hierarchy again at the host's mount point
+/// (the same hierarchy: same controllers) and joins `dir` there. Rendered as
+/// `CONTROLLERS:MOUNTPOINT:DIR`, CONTROLLERS empty for cgroup v2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupJoin {
+    /// v1: the hierarchy's controllers, comma-separated (`memory`, `cpu,cpuacct`); v2: empty.
+    pub controllers: String,
+    /// Where the host mounts the hierarchy (`/sys/fs/cgroup/memory`).
+    pub mountpoint: PathBuf,
+    /// The board's group in it.
+    pub dir: PathBuf,
+}
+
+impl CgroupJoin {
+    fn render(&self) -> String {
+        format!(
+            "{}:{}:{}",
+            self.controllers,
+            self.mountpoint.display(),
+            self.dir.display()
+        )
+    }
+
+    fn parse(value: &str) -> Result<Self, String> {
+        let mut parts = value.splitn(3, ':');
+        let (Some(controllers), Some(mountpoint), Some(dir)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(format!(
+                "--cgroup {value}: expected CONTROLLERS:MOUNTPOINT:DIR"
+            ));
+        };
+        let (mountpoint, dir) = (PathBuf::from(mountpoint), PathBuf::from(dir));
+        if !mountpoint.is_absolute() || !dir.starts_with(&mountpoint) {
+            return Err(format!("--cgroup {value}: DIR must be below MOUNTPOINT"));
+        }
+        Ok(Self {
+            controllers: controllers.to_owned(),
+            mountpoint,
+            dir,
+        })
+    }
 }
 
 impl InitArgs {
@@ -32,6 +80,10 @@ impl InitArgs {
             args.push("--rootfs".to_owned());
             args.push(rootfs.display().to_string());
         }
+        for join in &self.cgroups {
+            args.push("--cgroup".to_owned());
+            args.push(join.render());
+        }
         args
     }
 
@@ -41,6 +93,7 @@ impl InitArgs {
         let mut hostname = None;
         let mut address = None;
         let mut rootfs = None;
+        let mut cgroups = Vec::new();
         let mut iter = args.iter();
         while let Some(flag) = iter.next() {
             let value = iter.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -55,6 +108,7 @@ impl InitArgs {
                     );
                 }
                 "--rootfs" => rootfs = Some(PathBuf::from(value)),
+                "--cgroup" => cgroups.push(CgroupJoin::parse(value)?),
                 other => return Err(format!("unknown argument {other}")),
             }
         }
@@ -63,6 +117,7 @@ impl InitArgs {
             hostname: hostname.ok_or("--hostname is required")?,
             address: address.ok_or("--address is required")?,
             rootfs,
+            cgroups,
         })
     }
 }
@@ -83,6 +138,18 @@ mod tests {
                 hostname: "pi-1".into(),
                 address: Ipv4Addr::new(10, 77, 0, 11),
                 rootfs,
+                cgroups: vec![
+                    CgroupJoin {
+                        controllers: "memory".into(),
+                        mountpoint: "/sys/fs/cgroup/memory".into(),
+                        dir: "/sys/fs/cgroup/memory/lab/c/pi-1".into(),
+                    },
+                    CgroupJoin {
+                        controllers: String::new(),
+                        mountpoint: "/sys/fs/cgroup".into(),
+                        dir: "/sys/fs/cgroup/lab/c/pi-1".into(),
+                    },
+                ],
             };
             assert_eq!(InitArgs::parse(&args.to_args()), Ok(args));
         }
@@ -95,6 +162,7 @@ mod tests {
             hostname: "pi-1".into(),
             address: Ipv4Addr::new(10, 77, 0, 11),
             rootfs: None,
+            cgroups: Vec::new(),
         };
         assert_eq!(
             args.to_args(),
@@ -122,5 +190,7 @@ mod tests {
         assert!(InitArgs::parse(&strings(&["--address", "nope"]))
             .is_err_and(|e| e.contains("not an IPv4")));
         assert!(InitArgs::parse(&strings(&["--bogus", "x"])).is_err_and(|e| e.contains("unknown")));
+        assert!(InitArgs::parse(&strings(&["--cgroup", "memory:/a:/b"]))
+            .is_err_and(|e| e.contains("below MOUNTPOINT")));
     }
 }

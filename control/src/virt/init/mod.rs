@@ -1,5 +1,6 @@
 //! `lab board-init`: PID 1 of a virtual board. Started by the host side inside fresh network,
-//! PID, mount, UTS and IPC namespaces, it records its host PID, sets the hostname, builds the
+//! PID, mount, UTS and IPC namespaces, it joins the board's cgroups (its size), records its
+//! host PID, sets the hostname, builds the
 //! board's mounts (`mounts`), installs sshd's files, chroots into the rootfs if the board has
 //! one, then behaves like an init: runs sshd, reaps every child, restarts sshd when it dies,
 //! and on SIGTERM stops everything and exits (which makes the kernel kill whatever is left in
@@ -66,6 +67,7 @@ fn run(args: &InitArgs) -> Result<()> {
     let dir = BoardDir {
         root: args.dir.clone(),
     };
+    mounts::join_cgroups(&args.cgroups)?;
     record_host_pid(&dir)?;
     sethostname(&args.hostname).with_context(|| format!("set hostname {}", args.hostname))?;
     let files = SshdFiles::load(&dir, args)?;

@@ -1,8 +1,8 @@
 //! The board's view of the file system, built by its init inside the board's private mount
 //! namespace (nothing here propagates to the host): the board's own disk directories over the
 //! agent's paths, fresh tmpfs on `/tmp` and `/run`, and a `/proc` of the board's PID namespace.
-//! A board with a rootfs gets all of that inside a read-only bind of the rootfs, which it then
-//! chroots into.
+//! A board with a rootfs gets all of that inside a read-only bind of the rootfs, with the host's
+//! `/dev` and `/sys` bound in, which it then chroots into.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use nix::mount::{mount, MsFlags};
 
-use super::args::InitArgs;
+use super::args::{CgroupJoin, InitArgs};
 use crate::virt::spec::{BoardDir, DISK_MOUNTS};
 use crate::virt::sshd;
 
 /// Mount points created inside a rootfs before it is made read-only.
-const ROOTFS_MOUNT_POINTS: [&str; 4] = ["tmp", "run", "proc", "dev"];
+const ROOTFS_MOUNT_POINTS: [&str; 5] = ["tmp", "run", "proc", "dev", "sys"];
 
 /// Build the board's mounts; returns the directory that is the board's `/` (the host's `/`, or
 /// the rootfs mount the caller must chroot into).
@@ -57,6 +57,9 @@ pub(super) fn setup(args: &InitArgs) -> Result<PathBuf> {
     }
     if args.rootfs.is_some() {
         bind(Path::new("/dev"), &inside(&root, "/dev"), true)?;
+        // The host's /sys, as a board on the host userland sees it: the agent reads its
+        // cgroup limits (and sensors) there.
+        bind(Path::new("/sys"), &inside(&root, "/sys"), true)?;
     }
     let proc_dir = inside(&root, "/proc");
     mount(
@@ -100,6 +103,54 @@ fn mount_rootfs(rootfs: &Path, mount_point: &Path) -> Result<PathBuf> {
     )
     .with_context(|| format!("remount {} read-only", mount_point.display()))?;
     Ok(mount_point.to_path_buf())
+}
+
+/// Where the host mounts its cgroup hierarchies (a tmpfs holding one directory per hierarchy,
+/// or the v2 hierarchy itself).
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Mount the board's cgroup hierarchies where the host has them (the board's fresh `/sys`
+/// has none) and move this process, and so everything it will start, into the board's group
+/// in each. Writing `0` to `cgroup.procs` moves the writer (its PID here, 1, means nothing
+/// to the host's files). The mounts are made before the rest of the board's, in the board's
+/// own mount namespace, and are what the agent reads its limits from.
+pub(super) fn join_cgroups(joins: &[CgroupJoin]) -> Result<()> {
+    let root = Path::new(CGROUP_ROOT);
+    if joins.iter().any(|j| j.mountpoint != root) {
+        tmpfs(root, "0755")?;
+    }
+    for join in joins {
+        let mounted = fs::read_to_string("/proc/self/mountinfo")
+            .context("read /proc/self/mountinfo")?
+            .lines()
+            .any(|l| l.split(' ').nth(4) == join.mountpoint.to_str());
+        if !mounted {
+            fs::create_dir_all(&join.mountpoint)
+                .with_context(|| format!("create {}", join.mountpoint.display()))?;
+            let (fstype, options) = if join.controllers.is_empty() {
+                ("cgroup2", None)
+            } else {
+                ("cgroup", Some(join.controllers.as_str()))
+            };
+            mount(
+                Some(fstype),
+                &join.mountpoint,
+                Some(fstype),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                options,
+            )
+            .with_context(|| {
+                format!(
+                    "mount {fstype} ({}) on {}",
+                    join.controllers,
+                    join.mountpoint.display()
+                )
+            })?;
+        }
+        let procs = join.dir.join("cgroup.procs");
+        fs::write(&procs, "0").with_context(|| format!("join cgroup {}", join.dir.display()))?;
+    }
+    Ok(())
 }
 
 /// `board_path` (absolute, as seen by the board) below `root`.
