@@ -368,6 +368,62 @@ enum RawRoles {
 
 // ---- loading ----------------------------------------------------------------------------
 
+/// Deserialize the raw shape, collecting every type error instead of stopping at the first:
+/// a key whose value has the wrong type (or that is unknown) is reported, blanked out
+/// (line numbers kept) and the text parsed again. Syntax errors, and a missing required key,
+/// end the search: the problems found so far come back as the error.
+fn deserialize_collecting(
+    text: &str,
+    lines: &LineIndex,
+) -> Result<(RawInventory, Vec<Problem>), Vec<Problem>> {
+    let mut text = text.to_string();
+    let mut problems: Vec<Problem> = Vec::new();
+    // Each round blanks at least one line, so this ends; the cap bounds a pathological file.
+    for _ in 0..64 {
+        let e = match toml::from_str::<RawInventory>(&text) {
+            Ok(raw) => return Ok((raw, problems)),
+            Err(e) => e,
+        };
+        let span = e.span();
+        let line = span.as_ref().map(|s| lines.line(s.start)).unwrap_or(1);
+        let message = e.message().trim().to_string();
+        let recoverable =
+            !message.starts_with("missing field") && toml::from_str::<toml::Table>(&text).is_ok();
+        let duplicate = problems
+            .iter()
+            .any(|p| p.line == line && p.message == message);
+        if !duplicate {
+            problems.push(Problem {
+                line,
+                board: None,
+                message,
+            });
+        }
+        match span.filter(|_| recoverable && !duplicate) {
+            Some(span) => blank_key(&mut text, span),
+            None => break,
+        }
+    }
+    problems.sort_by_key(|p| p.line);
+    Err(problems)
+}
+
+/// Replace the key/value at `span` (from the start of its line to the end of the line the
+/// span ends on) with spaces, keeping newlines so every other line keeps its number.
+fn blank_key(text: &mut String, span: std::ops::Range<usize>) {
+    let start = text[..span.start.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    // Through the end of the value's last line (an unknown key's span is the key alone).
+    let end = span.end.min(text.len()).max(start);
+    let end = text[end..].find('\n').map_or(text.len(), |i| end + i);
+    let blanked: String = text[start..end]
+        .chars()
+        .map(|c| if c == '\n' { '\n' } else { ' ' })
+        .collect();
+    text.replace_range(start..end, &blanked);
+}
+
 /// Read and validate an inventory file.
 pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
     let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
@@ -384,19 +440,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
         path: path.to_path_buf(),
         problems,
     };
-    let raw: RawInventory = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| lines.line(s.start)).unwrap_or(1);
-        invalid(vec![Problem {
-            line,
-            board: None,
-            message: e.message().trim().to_string(),
-        }])
-    })?;
+    let (raw, shape_problems) = deserialize_collecting(text, &lines).map_err(invalid)?;
     let base_dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut problems = Vec::new();
+    let mut problems = shape_problems;
     let mut problem = |span: std::ops::Range<usize>, board: Option<&str>, message: String| {
         problems.push(Problem {
             line: lines.line(span.start),
@@ -453,7 +502,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
         Some(p) => *p.get_ref(),
         None => 16,
     };
-    let ssh_user = rc.ssh_user.as_ref().map(|u| u.get_ref().clone());
+    let ssh_user = rc.ssh_user.as_ref().map(|u| {
+        if let Err(msg) = validate_user(u.get_ref()) {
+            problem(u.span(), None, format!("ssh_user: {msg}"));
+        }
+        u.get_ref().clone()
+    });
     let ssh_port = match &rc.ssh_port {
         Some(p) if *p.get_ref() == 0 => {
             problem(p.span(), None, "ssh_port must not be 0".into());
@@ -590,7 +644,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
             },
         };
         let size = board_size(rb_ref, virtual_declared, &mut |span, m| problem(span, b, m));
-        let user = rb_ref.user.as_ref().map(|u| u.get_ref().clone());
+        let user = rb_ref.user.as_ref().map(|u| {
+            if let Err(msg) = validate_user(u.get_ref()) {
+                problem(u.span(), b, format!("user: {msg}"));
+            }
+            u.get_ref().clone()
+        });
         boards.push(Board {
             name: bname,
             address,
@@ -785,6 +844,26 @@ fn validate_address(a: &str) -> Result<Option<IpAddr>, String> {
         ));
     }
     Ok(None)
+}
+
+/// A login name as POSIX systems accept it (`useradd`'s rule): 1-32 characters of letters,
+/// digits, `_`, `.` and `-`, not starting with `-` (it would read as an option to ssh/sudo).
+fn validate_user(user: &str) -> Result<(), String> {
+    if user.is_empty() || user.len() > 32 {
+        return Err(format!("`{user}` must be 1-32 characters"));
+    }
+    if user.starts_with('-') {
+        return Err(format!("`{user}` must not start with '-'"));
+    }
+    if let Some(c) = user
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Err(format!(
+            "`{user}` contains {c:?}: a login name is letters, digits, '_', '.' and '-'"
+        ));
+    }
+    Ok(())
 }
 
 fn is_dns_label(s: &str) -> bool {
@@ -1092,6 +1171,48 @@ memory = 536870912
             "[cluster]\nname=\"c\"\n[[board]]\nname=\"a\"\naddress=\"x..y\"\nroles=[\"nope\"]\n";
         let err = parse(Path::new("i.toml"), text).expect_err("invalid");
         assert_eq!(err.problems().len(), 2, "{err}");
+    }
+
+    #[test]
+    fn type_errors_come_with_every_other_problem() {
+        let text = "[cluster]\nname = \"c\"\n\n[[board]]\nname = \"Bad_Name\"\naddress = \"10.0.0.1\"\nport = 70000\n\n[[board]]\nname = \"b\"\naddress = \"10.0.0.1\"\nroles = [\"dns\"]\nuser = \"-oProxyCommand=x\"\nsudo = 3\n";
+        let err = parse(Path::new("i.toml"), text).expect_err("invalid");
+        let lines: Vec<(usize, &str)> = err
+            .problems()
+            .iter()
+            .map(|p| (p.line, p.message.as_str()))
+            .collect();
+        let text = err.to_string();
+        // The type error (line 7), the bad name (5), the unknown role (12), the bad user (13),
+        // the unknown field (14) and the duplicate address (11): all in one report.
+        for (line, needle) in [
+            (5, "name must be"),
+            (7, "70000"),
+            (11, "duplicate address"),
+            (12, "unknown role `dns`"),
+            (13, "must not start with '-'"),
+            (14, "sudo"),
+        ] {
+            assert!(
+                lines.iter().any(|(l, m)| *l == line && m.contains(needle)),
+                "line {line} `{needle}` missing from:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn login_names_are_checked() {
+        assert!(validate_user("pi").is_ok());
+        assert!(validate_user("ubuntu.admin_2").is_ok());
+        for bad in [
+            "",
+            "-oProxyCommand=x",
+            "a b",
+            "root;reboot",
+            &"x".repeat(33),
+        ] {
+            assert!(validate_user(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -235,3 +235,45 @@ fn invalid_inventory_changes_nothing() {
     let left = host_leftovers("bad", &["a"], dir.path());
     assert!(left.is_empty(), "nothing created: {left:?}");
 }
+
+#[test]
+fn stop_only_commands_create_nothing_and_bad_args_are_refused() {
+    common::require_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (name, a, b) = common::unique("nv");
+    let inv = dir.path().join("never.toml");
+    std::fs::write(
+        &inv,
+        format!(
+            "[cluster]\nname = \"{name}\"\nstate_dir = \"state\"\nssh_key = \"managed\"\n\
+             [virtual]\nsubnet = \"10.{a}.{b}.0/24\"\n\
+             [[board]]\nname = \"x\"\naddress = \"10.{a}.{b}.10\"\n"
+        ),
+    )
+    .expect("write");
+    let lab = |args: &[&str]| {
+        std::process::Command::new(common::LAB)
+            .args(args)
+            .arg("-i")
+            .arg(&inv)
+            .output()
+            .expect("run lab")
+    };
+    let out = lab(&["down"]);
+    let text = common::describe(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("nothing to stop"), "{text}");
+    assert!(
+        !dir.path().join("state").exists(),
+        "lab down created a state dir:\n{text}"
+    );
+    for bad in ["nan", "-1", "1e300"] {
+        let arg = format!("--timeout={bad}");
+        let out = lab(&["status", &arg]);
+        let text = common::describe(&out);
+        assert_eq!(out.status.code(), Some(2), "--timeout {bad}: {text}");
+        assert!(text.contains("--timeout"), "{text}");
+        assert!(!text.contains("panicked"), "{text}");
+    }
+    assert!(!dir.path().join("state").exists());
+}

@@ -31,6 +31,15 @@ pub async fn run(args: DownArgs) -> anyhow::Result<ExitCode> {
         println!("control plane (lab serve, pid {pid}) stopped");
     }
     if inv.is_virtual() {
+        if !inv.cluster.state_dir.exists() && !virtual_objects_exist(&inv) {
+            // Never brought up: a command that only stops things creates nothing.
+            println!(
+                "cluster `{}` is not up (no state in {}): nothing to stop",
+                inv.cluster.name,
+                inv.cluster.state_dir.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         let purge = args.purge;
         let ctx = tokio::task::spawn_blocking(move || ClusterContext::open(inv)).await??;
         let name = ctx.inventory.cluster.name.clone();
@@ -87,4 +96,19 @@ pub async fn run(args: DownArgs) -> anyhow::Result<ExitCode> {
     )
     .await;
     Ok(job::summary(&reports))
+}
+
+/// Whether any kernel object of this virtual cluster (its bridge, a board's namespace or
+/// veth) exists on this host.
+fn virtual_objects_exist(inv: &crate::inventory::Inventory) -> bool {
+    use crate::virt::names;
+    let cluster = &inv.cluster.name;
+    let net = |iface: &str| std::path::Path::new("/sys/class/net").join(iface).exists();
+    net(&names::bridge_name(cluster))
+        || inv.boards.iter().any(|b| {
+            net(&names::host_veth_name(cluster, &b.name))
+                || std::path::Path::new("/run/netns")
+                    .join(names::netns_name(cluster, &b.name))
+                    .exists()
+        })
 }
