@@ -1,4 +1,4 @@
-//! Engines die whole (DESIGN.md section 5a): a real NGINX with two workers and a real memcached,
+//! Engines die whole (ARCHITECTURE.md, "Roles"): a real NGINX with two workers and a real memcached,
 //! started and stopped through the agent's engine module on unique loopback addresses. After a
 //! graceful stop, a fast stop, a stop after the master was SIGKILLed from outside (its workers
 //! live on and keep answering: the bug this guards against) and a restart, no process of the

@@ -128,7 +128,7 @@ pub fn effective_uid(proc_status: &str) -> Option<u32> {
         .and_then(|s| s.parse().ok())
 }
 
-/// The role engines boards run (DESIGN.md section 5), from the distribution.
+/// The role engines boards run (ARCHITECTURE.md, "Roles"), from the distribution.
 pub const ENGINES: &[Requirement] = &[
     Requirement {
         package: "nginx-light",

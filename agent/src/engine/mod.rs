@@ -1,5 +1,5 @@
 //! Role engines (NGINX, memcached, MariaDB, later our own servers) as child processes of the
-//! agent: the foundation of the per-role supervision of DESIGN.md section 5a.
+//! agent: the foundation of the per-role supervision (ARCHITECTURE.md, "Roles").
 //!
 //! The one rule this module exists for: **an engine dies whole.** NGINX's workers do not die
 //! with their master: a master killed with SIGKILL leaves its workers running, holding the

@@ -1,4 +1,4 @@
-//! The virtual cluster (DESIGN.md section 4): boards as Linux namespaces on one host, each
+//! The virtual cluster (ARCHITECTURE.md, "The virtual cluster"): boards as Linux namespaces on one host, each
 //! running a real OpenSSH sshd that `lab` reaches exactly as it would a Raspberry Pi.
 //!
 //! Every board has its own network namespace (an address on the cluster's bridge, where the
