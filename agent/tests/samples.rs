@@ -267,7 +267,7 @@ const PI_SAMPLE: &str = r##"{"board":"pi-1","seq":3,"timestamp_ms":1700000000123
 "roles":[{"role":"lb","engine":"nginx","up":true,"figures":[{"name":"requests_total",
 "value":100.0,"counter":true},{"name":"active_connections","value":3.0,"counter":false}]},
 {"role":"cache","engine":"memcached","up":true,"figures":[{"name":"get_hits_total",
-"value":10.0,"counter":true}]},{"role":"db","engine":"mariadb","up":false,"figures":[]}]}"##;
+"value":10.0,"counter":true}]},{"role":"db-replica","engine":"mariadb","up":false,"figures":[]}]}"##;
 
 /// Pipes `text` into `promtool check metrics`; lint findings are allowed (node_exporter's
 /// own camelCase names are flagged), parse errors are not. Fails if promtool is missing.
