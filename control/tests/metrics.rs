@@ -112,10 +112,10 @@ fn process_alive(pid: u32) -> bool {
 /// `promtool check metrics` on `text`: parse errors fail; lint findings are allowed only for
 /// node_exporter-compatible names (camelCase such as node_memory_MemAvailable_bytes).
 fn promtool_check(text: &str, dir: &Path) {
-    assert!(
-        Path::new(PROMTOOL).exists(),
-        "{PROMTOOL} not found: install Debian's `prometheus` package (apt-get install prometheus)"
-    );
+    lab::host_setup::ensure(&[lab::host_setup::PROMTOOL], &mut |l: &str| {
+        eprintln!("{l}")
+    })
+    .expect("installing promtool (run the tests as root)");
     let file = dir.join("metrics.txt");
     std::fs::write(&file, text).expect("write metrics");
     let out = Command::new(PROMTOOL)
@@ -129,6 +129,14 @@ fn promtool_check(text: &str, dir: &Path) {
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+    // promtool's exit status says what it found: 0 clean, 3 lint findings only, anything
+    // else (1: a parse error) a broken exposition. The text is kept for the message.
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(3)),
+        "promtool rejected the exposition ({}):\n{report}\n(exposition in {})",
+        out.status,
+        file.display()
     );
     for line in report.lines().filter(|l| !l.trim().is_empty()) {
         let lint_ok = line.contains("camelCase");
