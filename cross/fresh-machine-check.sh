@@ -5,6 +5,9 @@
 #   cross/fresh-machine-check.sh                 check the repository's committed HEAD
 #   cross/fresh-machine-check.sh --rev REV       check another commit
 #   cross/fresh-machine-check.sh --only up|test  run only README step 1 (and `lab down`) or step 2
+#   cross/fresh-machine-check.sh --prereq 'PKG...'  packages to install first (default: the ones
+#                                                the README's "first two commands" section names
+#                                                in its `apt-get install -y ...`; '' for none)
 #   cross/fresh-machine-check.sh --rebuild       rebuild the cached Debian root first
 #   cross/fresh-machine-check.sh --root-only     build the cached root and stop
 #   cross/fresh-machine-check.sh --keep-rust-targets
@@ -29,7 +32,8 @@
 #     targets other than the host's own are removed inside (a new rustup install has only the
 #     host target) unless --keep-rust-targets;
 #   - a clean `git clone` of the commit in /root/lab;
-#   - as root, in /root/lab: 1. `cargo run --release -p lab -- up`, then
+#   - as root, in /root/lab: 0. `apt-get update && apt-get install -y PREREQ...` (the README's
+#     prerequisite line), 1. `cargo run --release -p lab -- up`, then
 #     `cargo run --release -p lab -- down` (cleanup), 2. `cargo test --workspace`; each step
 #     logged and timed.
 # It reports each step's result and time, the first error lines of a failed step, the Debian
@@ -293,6 +297,10 @@ if [[ "${1:-}" == __inner ]]; then
         return 0
     }
     : >"$FC_OUT/steps.tsv"
+    if [[ -n "${FC_PREREQ:-}" ]]; then
+        # shellcheck disable=SC2086 # a list of package names
+        run_step 0-prereq /bin/sh -c "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $FC_PREREQ"
+    fi
     case ",$FC_STEPS," in *,up,*)
         run_step 1-up cargo run --release -p lab -- up
         if [[ -x "$M/root/lab/target/release/lab" ]]; then
@@ -322,6 +330,7 @@ rebuild=0
 root_only=0
 keep_targets=0
 step_timeout=90
+prereq=__readme__
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --rev)
@@ -332,6 +341,11 @@ while [[ $# -gt 0 ]]; do
     --only)
         [[ $# -ge 2 && ("$2" == up || "$2" == test) ]] || die "--only takes 'up' or 'test'"
         steps="$2"
+        shift 2
+        ;;
+    --prereq)
+        [[ $# -ge 2 ]] || die "--prereq needs a package list (or '')"
+        prereq="$2"
         shift 2
         ;;
     --rebuild) rebuild=1 && shift ;;
@@ -401,11 +415,18 @@ exec 9>&-
 # ================================================================================ the run
 commit="$(git -C "$repo" rev-parse --verify "$rev^{commit}")" || die "no commit '$rev' in $repo"
 stamp="$(date -u +%Y%m%dT%H%M%SZ)-${commit:0:10}"
+if [[ "$prereq" == __readme__ ]]; then
+    # The packages the README's "first two commands" section tells a user to install first.
+    prereq="$(git -C "$repo" show "$commit:README.md" |
+        awk '/^## / { in_section = ($0 ~ /first two commands/) } in_section' |
+        grep -oE 'apt-get install -y [a-z0-9.+ -]+' | head -n1 | sed 's/^apt-get install -y //; s/ *$//')" || true
+fi
 out="$RUNS_DIR/$stamp"
 tmpdir="$RUNS_DIR/$stamp.tmp"
 mkdir -p "$out" "$tmpdir"
 exec > >(tee -a "$out/fresh-check.log") 2>&1
 say "checking $commit ($(git -C "$repo" log -1 --format=%s "$commit" | cut -c1-80)); results in $out"
+say "prerequisites the README names: ${prereq:-none}"
 
 # Host state before the run.
 default_bridge="lb$(printf 'bridge\0%s\0' "$DEFAULT_CLUSTER" | sha256sum | cut -c1-8)"
@@ -470,6 +491,7 @@ outer_cleanup() {
         say "new since the start (this run's or another user's of this host): bridges: $(tr '\n' ' ' <"$out/new-bridges-any.txt")veths: $(tr '\n' ' ' <"$out/new-veths-any.txt")netns: $(tr '\n' ' ' <"$out/new-netns-any.txt")"
     fi
     if [[ -z "$m" && -d "$tmpdir" ]]; then
+        say "removing $tmpdir ($(du -sh "$tmpdir" 2>/dev/null | cut -f1))"
         rm -rf --one-file-system "$tmpdir" || { say "LEFT BEHIND: $tmpdir could not be removed"; left=1; }
     fi
     ((left == 0)) && say "nothing of the run is left on the host (processes, mounts, temp dir, default bridge)"
@@ -482,7 +504,7 @@ trap 'exit 130' INT TERM
 (
     [[ -z "$cgroup" ]] || echo "$BASHPID" >"$cgroup/cgroup.procs"
     exec env FC_ROOT="$root" FC_TMP="$tmpdir" FC_OUT="$out" FC_REV="$commit" FC_STEPS="$steps" \
-        FC_TIMEOUT="$step_timeout" FC_KEEP_TARGETS="$keep_targets" \
+        FC_TIMEOUT="$step_timeout" FC_KEEP_TARGETS="$keep_targets" FC_PREREQ="$prereq" \
         unshare --mount --propagation private -- bash "$script" __inner
 ) &
 inner_pid=$!
@@ -515,7 +537,7 @@ binfmt_state >"$out/host-binfmt-after.txt"
     done <"$out/steps.tsv"
     echo
     if [[ -s "$out/dpkg-before.txt" && -s "$out/dpkg-after.txt" ]]; then
-        echo "Debian packages installed during the run (by the project's own scripts and their dependencies):"
+        echo "Debian packages installed during the run (step 0's prerequisites, then the project's own installs, with dependencies):"
         comm -13 <(cut -f1 "$out/dpkg-before.txt") <(cut -f1 "$out/dpkg-after.txt") >"$out/dpkg-installed.txt"
         tr '\n' ' ' <"$out/dpkg-installed.txt" | fold -s -w 100 | sed 's/^/  /'
         echo
