@@ -86,6 +86,11 @@ fn ensure_managed_key(path: &Path, cluster: &str) -> anyhow::Result<()> {
         crate::state::create_private_dir(dir)
             .with_context(|| format!("creating {}", dir.display()))?;
     }
+    // On a fresh machine this runs before the virtual cluster's host setup: make sure the
+    // tool is there first (found by cross/fresh-machine-check.sh).
+    crate::host_setup::ensure(&[crate::host_setup::SSH_KEYGEN], &mut |l: &str| {
+        eprintln!("  {l}")
+    })?;
     let status = std::process::Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C"])
         .arg(format!("lab@{cluster}"))

@@ -15,6 +15,13 @@ pub struct Requirement {
     pub why: &'static str,
 }
 
+/// `ssh-keygen`, which makes the key `lab` logs in with on boards it creates.
+pub const SSH_KEYGEN: Requirement = Requirement {
+    package: "openssh-client",
+    provides: "/usr/bin/ssh-keygen",
+    why: "host and login keys",
+};
+
 /// What the virtual cluster needs on the host.
 pub const VIRTUAL_CLUSTER: &[Requirement] = &[
     Requirement {
@@ -22,11 +29,7 @@ pub const VIRTUAL_CLUSTER: &[Requirement] = &[
         provides: "/usr/sbin/sshd",
         why: "every virtual board runs a real sshd",
     },
-    Requirement {
-        package: "openssh-client",
-        provides: "/usr/bin/ssh-keygen",
-        why: "host and login keys",
-    },
+    SSH_KEYGEN,
     Requirement {
         package: "iproute2",
         provides: "/usr/sbin/ip",
