@@ -30,22 +30,30 @@ pub const FALLBACK_POLL: Duration = Duration::from_millis(10);
 /// Fails only when `/proc` itself cannot be listed; a process that exits during the scan is
 /// simply not listed.
 pub fn members(pgid: i32) -> io::Result<Vec<i32>> {
+    Ok(scan()?
+        .into_iter()
+        .filter(|(_, s)| s.pgrp == pgid && s.state != 'Z')
+        .map(|(pid, _)| pid)
+        .collect())
+}
+
+/// Every process in `/proc` with its parsed `stat`, in `/proc` order. A process that exits
+/// during the scan (unreadable `stat`) is simply not listed.
+fn scan() -> io::Result<Vec<(i32, procfs::ProcStat)>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc")? {
-        let entry = entry?;
-        let Some(pid) = entry
+        let Some(pid) = entry?
             .file_name()
             .to_str()
             .and_then(|name| name.parse::<i32>().ok())
         else {
             continue;
         };
-        // Unreadable means it exited between the listing and the read.
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
-        if procfs::parse_stat(&stat).is_some_and(|s| s.pgrp == pgid && s.state != 'Z') {
-            found.push(pid);
+        if let Some(stat) = procfs::parse_stat(&text) {
+            found.push((pid, stat));
         }
     }
     Ok(found)
@@ -67,19 +75,8 @@ pub fn reap_orphans(pgid: i32, master: i32) -> io::Result<usize> {
     use nix::sys::wait::{waitpid, WaitPidFlag};
     let me = nix::unistd::getpid().as_raw();
     let mut reaped = 0;
-    for entry in std::fs::read_dir("/proc")? {
-        let Some(pid) = entry?
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let ours = procfs::parse_stat(&stat)
-            .is_some_and(|s| s.pgrp == pgid && s.ppid == me && s.state == 'Z');
+    for (pid, stat) in scan()? {
+        let ours = stat.pgrp == pgid && stat.ppid == me && stat.state == 'Z';
         if ours && pid != master && waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)).is_ok()
         {
             reaped += 1;

@@ -135,15 +135,10 @@ pub struct Seen {
 /// Every live (not zombie) process of the host, read by the test itself. Panics when `/proc`
 /// cannot be listed: a check that cannot look must not say "nothing left".
 pub fn processes() -> Vec<Seen> {
-    let entries = std::fs::read_dir("/proc").unwrap_or_else(|err| panic!("listing /proc: {err}"));
-    entries
-        .filter_map(|entry| {
-            let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
-            let stat =
-                procfs::parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
-            if stat.state == 'Z' {
-                return None;
-            }
+    scan()
+        .into_iter()
+        .filter(|(_, stat)| stat.state != 'Z')
+        .filter_map(|(pid, stat)| {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
             Some(Seen {
                 pid,
@@ -158,6 +153,19 @@ pub fn processes() -> Vec<Seen> {
         .collect()
 }
 
+/// Every process of the host with its parsed `stat`, read by the test itself (not through
+/// the module under test). Panics when `/proc` cannot be listed.
+fn scan() -> Vec<(i32, procfs::ProcStat)> {
+    let entries = std::fs::read_dir("/proc").unwrap_or_else(|err| panic!("listing /proc: {err}"));
+    entries
+        .filter_map(|entry| {
+            let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            Some((pid, procfs::parse_stat(&text)?))
+        })
+        .collect()
+}
+
 /// The live processes of process group `pgid`.
 pub fn group(pgid: i32) -> Vec<Seen> {
     processes().into_iter().filter(|p| p.pgrp == pgid).collect()
@@ -165,14 +173,10 @@ pub fn group(pgid: i32) -> Vec<Seen> {
 
 /// Pids of the zombies of process group `pgid`: exited, never reaped.
 pub fn zombies(pgid: i32) -> Vec<i32> {
-    let entries = std::fs::read_dir("/proc").unwrap_or_else(|err| panic!("listing /proc: {err}"));
-    entries
-        .filter_map(|entry| {
-            let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
-            let stat =
-                procfs::parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
-            (stat.state == 'Z' && stat.pgrp == pgid).then_some(pid)
-        })
+    scan()
+        .into_iter()
+        .filter(|(_, stat)| stat.state == 'Z' && stat.pgrp == pgid)
+        .map(|(pid, _)| pid)
         .collect()
 }
 
