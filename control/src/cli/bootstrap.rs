@@ -27,7 +27,7 @@ pub async fn run(args: BootstrapArgs) -> anyhow::Result<ExitCode> {
     }
     let ctx = Arc::new(tokio::task::spawn_blocking(move || ClusterContext::open(inv)).await??);
     let reports = run_bootstrap(ctx, &args.boards).await;
-    Ok(report(&reports))
+    Ok(crate::job::summary(&reports))
 }
 
 /// Bootstrap with live progress; shared by `lab up`.
@@ -47,9 +47,4 @@ pub async fn run_bootstrap(ctx: Arc<ClusterContext>, boards: &[String]) -> Vec<B
     );
     let progress = Arc::new(Progress::new(names));
     bootstrap::bootstrap(ctx, boards, progress).await
-}
-
-/// Print the final "N/M ok; failed: ..." summary; the exit code says whether all succeeded.
-pub fn report(reports: &[BoardReport]) -> ExitCode {
-    crate::job::summary(reports)
 }

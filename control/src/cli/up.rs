@@ -48,7 +48,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let reports = super::bootstrap::run_bootstrap(ctx.clone(), &[]).await;
-    let mut code = super::bootstrap::report(&reports);
+    let mut code = crate::job::summary(&reports);
     let serve =
         super::serve::start_detached(ctx.state.root(), &inv_path, args.listen.as_deref()).await;
     let lab = super::lab_command();
