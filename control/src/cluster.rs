@@ -1,5 +1,6 @@
-//! Everything a command needs to act on one cluster, opened once: the inventory, its state
-//! directory, the PKI, the pinned host keys, the SSH key `lab` manages, `~/.ssh/config`.
+//! Everything a command that reaches boards over SSH needs to act on one cluster, opened
+//! once: the inventory, its state directory, the PKI, the pinned host keys, the SSH key `lab`
+//! manages, `~/.ssh/config`. Commands that only talk to agents open `agents::ClusterAgents`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -101,96 +102,6 @@ fn ensure_managed_key(path: &Path, cluster: &str) -> anyhow::Result<()> {
         .context("running ssh-keygen (install openssh-client)")?;
     if !status.success() {
         bail!("ssh-keygen failed ({status}) creating {}", path.display());
-    }
-    Ok(())
-}
-
-/// Where the arm64 Debian root for emulated boards is cached.
-pub fn rootfs_cache_dir() -> PathBuf {
-    std::env::var_os("LAB_ROOTFS_CACHE")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(crate::rootfs::DEFAULT_CACHE_DIR))
-}
-
-/// The virtual cluster described by the inventory's `[virtual]` table. Arm64 boards get the
-/// cached arm64 root, which must exist (see [`create_virtual_boards`]).
-pub fn virtual_spec(ctx: &ClusterContext) -> anyhow::Result<crate::virt::VirtualClusterSpec> {
-    use crate::inventory::VirtualArch;
-    let inv = &ctx.inventory;
-    let Some(net) = &inv.virtual_net else {
-        bail!("{} has no [virtual] table", inv.path.display());
-    };
-    let arm64_root = rootfs_cache_dir().join(crate::rootfs::ARM64_ROOT_NAME);
-    let mut boards = Vec::new();
-    for b in &inv.boards {
-        let address = b
-            .address
-            .parse()
-            .with_context(|| format!("board `{}`: virtual boards need an IPv4 address", b.name))?;
-        boards.push(crate::virt::VirtualBoardSpec {
-            name: b.name.clone(),
-            address,
-            rootfs: (b.arch == VirtualArch::Arm64).then(|| arm64_root.clone()),
-            size: b
-                .size
-                .unwrap_or(crate::inventory::BoardSize::VIRTUAL_DEFAULT),
-        });
-    }
-    Ok(crate::virt::VirtualClusterSpec {
-        cluster: inv.cluster.name.clone(),
-        subnet: net.subnet,
-        prefix_len: net.prefix_len,
-        state_dir: ctx.state.root().to_path_buf(),
-        boards,
-        authorized_key: ctx.managed_public_key()?,
-        lab_binary: std::env::current_exe().context("locating the lab binary")?,
-    })
-}
-
-/// Install host packages, build the arm64 root if needed, and create/start the virtual
-/// boards (idempotent).
-pub fn create_virtual_boards(ctx: &ClusterContext) -> anyhow::Result<()> {
-    use crate::inventory::VirtualArch;
-    let mut say = |line: &str| eprintln!("  {line}");
-    crate::host_setup::ensure(crate::host_setup::VIRTUAL_CLUSTER, &mut say)?;
-    if ctx
-        .inventory
-        .boards
-        .iter()
-        .any(|b| b.arch == VirtualArch::Arm64)
-    {
-        crate::host_setup::ensure(crate::host_setup::ARM64_BOARDS, &mut say)?;
-        crate::rootfs::ensure_arm64_rootfs(&rootfs_cache_dir(), &mut |l: &str| {
-            eprintln!("  arm64 root: {l}")
-        })?;
-    }
-    let spec = virtual_spec(ctx)?;
-    eprintln!(
-        "creating {} virtual board(s) on {}/{}",
-        spec.boards.len(),
-        spec.subnet,
-        spec.prefix_len
-    );
-    crate::virt::up(&spec, &mut |board: &str, msg: &str| {
-        eprintln!("  {board}: {msg}")
-    })?;
-    Ok(())
-}
-
-/// Destroy the virtual boards (and with `purge`, their disks).
-pub fn destroy_virtual_boards(ctx: &ClusterContext, purge: bool) -> anyhow::Result<()> {
-    let spec = virtual_spec(ctx)?;
-    if purge {
-        crate::virt::purge(&spec)?;
-        // The boards' host keys went with their disks; lab made those keys itself, so their
-        // pins go too (the next boards get new keys and are pinned afresh).
-        for b in &ctx.inventory.boards {
-            let target = ctx.ssh_target(b);
-            ctx.host_keys.forget(&target.host, target.port)?;
-        }
-    } else {
-        crate::virt::down(&spec)?;
     }
     Ok(())
 }

@@ -23,6 +23,7 @@
 
 pub mod agent_bin;
 pub mod agent_client;
+pub mod agents;
 pub mod bootstrap;
 pub mod cli;
 pub mod cluster;

@@ -47,6 +47,8 @@ pub enum PkiError {
     },
     #[error("cannot read the validity of the certificate in {path}: {reason}")]
     Parse { path: PathBuf, reason: String },
+    #[error("no cluster CA in {dir}")]
+    NoCa { dir: PathBuf },
     #[error("cannot lock {path}")]
     Lock {
         path: PathBuf,
@@ -299,9 +301,26 @@ fn lock(dir: &Path) -> Result<PkiLock, PkiError> {
 impl ClusterPki {
     /// Load the cluster's PKI from `dir`, creating whatever is missing.
     pub fn load_or_create(dir: &Path, cluster: &str) -> Result<Self, PkiError> {
+        Self::open(dir, cluster, true)
+    }
+
+    /// Load the PKI of a cluster that was brought up: a missing CA is an error (a new CA
+    /// would be trusted by no agent). The control client certificate is still renewed when
+    /// close to its end.
+    pub fn load(dir: &Path, cluster: &str) -> Result<Self, PkiError> {
+        Self::open(dir, cluster, false)
+    }
+
+    fn open(dir: &Path, cluster: &str, create_ca: bool) -> Result<Self, PkiError> {
         let ca_key_path = dir.join("ca.key");
         let ca_cert_path = dir.join("ca.pem");
-        let (ca_key, ca_cert_pem) = if ca_key_path.exists() && ca_cert_path.exists() {
+        let have_ca = ca_key_path.exists() && ca_cert_path.exists();
+        if !have_ca && !create_ca {
+            return Err(PkiError::NoCa {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let (ca_key, ca_cert_pem) = if have_ca {
             let key = KeyPair::from_pem(&read(&ca_key_path)?).map_err(rc("cluster CA key"))?;
             (key, read(&ca_cert_path)?)
         } else {

@@ -39,7 +39,7 @@ pub async fn run(verb: Verb, args: BoardArgs) -> anyhow::Result<ExitCode> {
     let ctx = ClusterContext::open_existing(inv)?;
     let board = args.board.clone();
     let what = tokio::task::spawn_blocking(move || -> anyhow::Result<&'static str> {
-        let spec = crate::cluster::virtual_spec(&ctx)?;
+        let spec = crate::virt::inventory::virtual_spec(&ctx)?;
         Ok(match verb {
             Verb::Kill => {
                 crate::virt::kill(&spec, &board)?;

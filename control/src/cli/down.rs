@@ -43,8 +43,10 @@ pub async fn run(args: DownArgs) -> anyhow::Result<ExitCode> {
         let purge = args.purge;
         let ctx = tokio::task::spawn_blocking(move || ClusterContext::open(inv)).await??;
         let name = ctx.inventory.cluster.name.clone();
-        tokio::task::spawn_blocking(move || crate::cluster::destroy_virtual_boards(&ctx, purge))
-            .await??;
+        tokio::task::spawn_blocking(move || {
+            crate::virt::inventory::destroy_virtual_boards(&ctx, purge)
+        })
+        .await??;
         println!(
             "cluster `{name}`: virtual boards destroyed{}",
             if purge {

@@ -21,8 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::InventoryArg;
-use crate::agent_client::AgentClient;
-use crate::cluster::ClusterContext;
+use crate::agents::ClusterAgents;
 use crate::inventory::RoleSpec;
 use crate::metrics::client::{ServeClient, ADDR_FILE, EVENTS_FILE, LOG_FILE, PID_FILE};
 use crate::metrics::events::{EventKind, EventLog};
@@ -70,7 +69,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let _ = nix::unistd::setsid();
     }
     let inv = super::load_inventory(&args.inventory)?;
-    let ctx = tokio::task::spawn_blocking(move || ClusterContext::open_existing(inv)).await??;
+    let ctx = tokio::task::spawn_blocking(move || ClusterAgents::open(inv)).await??;
     let state_dir = ctx.state.root().to_path_buf();
     if let Some(pid) = running_pid(&state_dir) {
         if pid != std::process::id() {
@@ -132,11 +131,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enumerate()
         .map(|(i, b)| Target {
             board: i,
-            host: ctx.ssh_target(b).host,
+            host: ctx.host(b).to_string(),
             port: lab_api::DEFAULT_AGENT_PORT,
         })
         .collect();
-    let client = AgentClient::new(&ctx.pki, Duration::from_secs(3))?;
+    let client = ctx.client(Duration::from_secs(3))?;
 
     write_file(
         &state_dir.join(PID_FILE),

@@ -12,8 +12,7 @@ use serde::Serialize;
 
 use super::output::{bytes, duration, table};
 use super::InventoryArg;
-use crate::agent_client::AgentClient;
-use crate::cluster::ClusterContext;
+use crate::agents::ClusterAgents;
 use crate::pki::CertStanding;
 
 #[derive(Debug, Args)]
@@ -44,12 +43,12 @@ pub struct BoardStatus {
     pub cert: Option<CertStanding>,
 }
 
-pub async fn collect(ctx: &ClusterContext, timeout: Duration) -> anyhow::Result<Vec<BoardStatus>> {
-    let client = Arc::new(AgentClient::new(&ctx.pki, timeout)?);
+pub async fn collect(ctx: &ClusterAgents, timeout: Duration) -> anyhow::Result<Vec<BoardStatus>> {
+    let client = Arc::new(ctx.client(timeout)?);
     let mut tasks = Vec::new();
     for board in &ctx.inventory.boards {
         let client = client.clone();
-        let host = ctx.ssh_target(board).host;
+        let host = ctx.host(board).to_string();
         let b = board.clone();
         tasks.push(tokio::spawn(async move {
             let r = client.health(&host, lab_api::DEFAULT_AGENT_PORT).await;
@@ -77,7 +76,7 @@ pub async fn collect(ctx: &ClusterContext, timeout: Duration) -> anyhow::Result<
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let inv = super::load_inventory(&args.inventory)?;
-    let ctx = ClusterContext::open_existing(inv)?;
+    let ctx = ClusterAgents::open(inv)?;
     let timeout = args.timeout;
     let mut boards = collect(&ctx, timeout).await?;
     let inv = match &args.inventory.inventory {

@@ -38,7 +38,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let ctx = Arc::new(tokio::task::spawn_blocking(move || ClusterContext::open(inv)).await??);
     if ctx.inventory.is_virtual() {
         let c = ctx.clone();
-        tokio::task::spawn_blocking(move || crate::cluster::create_virtual_boards(&c)).await??;
+        tokio::task::spawn_blocking(move || crate::virt::inventory::create_virtual_boards(&c))
+            .await??;
     }
     if args.no_bootstrap {
         println!(

@@ -42,6 +42,18 @@ pub fn load_user_ssh_config() -> Option<SshConfig> {
     }
 }
 
+/// The host `board` is reached on (its agent answers there too): the `HostName` that
+/// ~/.ssh/config gives the inventory's address, or the address itself.
+pub fn agent_host(board: &Board, ssh_config: Option<&SshConfig>) -> String {
+    host_of(board, ssh_config.map(|c| c.query(&board.address)).as_ref())
+}
+
+fn host_of(board: &Board, params: Option<&ssh2_config::HostParams>) -> String {
+    params
+        .and_then(|p| p.host_name.clone())
+        .unwrap_or_else(|| board.address.clone())
+}
+
 /// Resolve the SSH target of `board`. `managed_key` is the key `lab` keeps in the state dir.
 pub fn resolve(
     cluster: &Cluster,
@@ -50,10 +62,7 @@ pub fn resolve(
     ssh_config: Option<&SshConfig>,
 ) -> SshTarget {
     let params = ssh_config.map(|c| c.query(&board.address));
-    let host = params
-        .as_ref()
-        .and_then(|p| p.host_name.clone())
-        .unwrap_or_else(|| board.address.clone());
+    let host = host_of(board, params.as_ref());
     let port = board
         .port
         .or(cluster.ssh_port)

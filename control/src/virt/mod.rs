@@ -27,6 +27,7 @@ mod cidr;
 mod cmd;
 pub mod error;
 pub mod init;
+pub mod inventory;
 mod lock;
 pub mod names;
 mod net;
