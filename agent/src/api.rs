@@ -73,6 +73,8 @@ impl AppState {
                 .saturating_sub(host.mem_available_bytes),
             mem_total_bytes: host.mem_total_bytes,
             binary_sha256: self.facts.binary_sha256.clone(),
+            spec_epoch: None,
+            roles: Vec::new(),
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod cgroup;
 pub mod metrics;
 pub mod prometheus;
 pub mod roles;
+pub mod spec;
 pub mod time;
 
 pub use roles::{Engine, Role};
@@ -28,7 +29,7 @@ pub use roles::{Engine, Role};
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a request or response changes shape. `lab` and the agent ship together.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Request header carrying the caller's [`PROTOCOL_VERSION`].
 pub const PROTOCOL_HEADER: &str = "x-lab-protocol";
@@ -48,6 +49,9 @@ pub const CONTROL_CLIENT_NAME: &str = "lab-control";
 pub mod paths {
     /// `GET`: [`crate::Health`].
     pub const HEALTH: &str = "/v1/health";
+    /// `PUT`: a [`crate::spec::BoardSpec`] (200 [`crate::spec::SpecAccepted`]; 400 unusable;
+    /// 409 older epoch than held). `GET`: the spec held (`null` before the first).
+    pub const SPEC: &str = "/v1/spec";
     /// `GET`: newline-delimited JSON stream of [`crate::metrics::Sample`], one per second.
     pub const SAMPLES_STREAM: &str = "/v1/samples/stream";
     /// `GET`: this board's metrics in Prometheus text format (no protocol header needed;
@@ -154,6 +158,12 @@ pub struct Health {
     /// SHA-256 (hex) of the agent executable this process was started from.
     #[serde(default)]
     pub binary_sha256: String,
+    /// Topology epoch of the spec the agent holds; None before its first spec.
+    #[serde(default)]
+    pub spec_epoch: Option<u64>,
+    /// Every role of the held spec and where it is.
+    #[serde(default)]
+    pub roles: Vec<spec::RoleStatus>,
 }
 
 /// Body of every non-2xx answer from the agent.

@@ -177,6 +177,8 @@ mod tests {
             mem_used_bytes: 1,
             mem_total_bytes: 2,
             binary_sha256: sha.into(),
+            spec_epoch: None,
+            roles: Vec::new(),
         }
     }
 

@@ -1,0 +1,348 @@
+//! The role contract (ARCHITECTURE.md, "Roles"): what the control plane orders a board to run
+//! ([`BoardSpec`], sent with `PUT /v1/spec`) and what the agent reports back about each role
+//! ([`RoleStatus`], in its health answer).
+//!
+//! A spec is the whole desired state of one board, never a delta: the agent stores it
+//! atomically and converges to it, level-triggered, so sending the same spec twice changes
+//! nothing and a board that reboots comes back with its roles. Each spec carries the
+//! cluster's topology epoch; an agent refuses a spec whose epoch is older than the one it
+//! holds, which is what fences stale orders once a failover has moved the primary.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Role;
+
+/// Default port of memcached on a cache board.
+pub const MEMCACHED_PORT: u16 = 11211;
+/// Default port of MariaDB on a database board.
+pub const MARIADB_PORT: u16 = 3306;
+/// The database the app uses (created once on the primary).
+pub const APP_SCHEMA: &str = "labapp";
+
+/// Everything one board must run. Sent whole; stored whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoardSpec {
+    /// The board this spec is for; an agent refuses a spec naming another board.
+    pub board: String,
+    /// The cluster's topology epoch when the spec was made (starts at 1; a failover raises
+    /// it). Older than the agent's: refused with 409.
+    pub epoch: u64,
+    /// The roles, each with everything it needs. At most one entry per [`Role`].
+    pub roles: Vec<RoleConfig>,
+}
+
+impl BoardSpec {
+    /// The roles, in spec order.
+    pub fn role_names(&self) -> Vec<Role> {
+        self.roles.iter().map(RoleConfig::role).collect()
+    }
+
+    /// Problems that make the spec unusable (the agent answers 400 with them). Empty: fine.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut seen = Vec::new();
+        for r in &self.roles {
+            let role = r.role();
+            if seen.contains(&role) {
+                out.push(format!("role {role} appears twice"));
+            }
+            seen.push(role);
+        }
+        if seen.contains(&Role::DbMaster) && seen.contains(&Role::DbReplica) {
+            out.push("a board cannot be db-master and db-replica at once".into());
+        }
+        for r in &self.roles {
+            match r {
+                RoleConfig::Cache(c) => {
+                    if c.memory_mb == 0 {
+                        out.push("cache: memory_mb must be at least 1".into());
+                    }
+                }
+                RoleConfig::DbMaster(d) | RoleConfig::DbReplica(d) => {
+                    if d.server_id == 0 {
+                        out.push("db: server_id must not be 0".into());
+                    }
+                    let is_replica = matches!(r, RoleConfig::DbReplica(_));
+                    if is_replica && d.primary.is_none() {
+                        out.push("db-replica: no primary given".into());
+                    }
+                    for (what, c) in [
+                        ("replication", &d.users.replication),
+                        ("app", &d.users.app),
+                        ("monitor", &d.users.monitor),
+                    ] {
+                        if !is_sql_name(&c.user) {
+                            out.push(format!(
+                                "db: {what} user {:?} is not [a-z0-9_]{{1,32}}",
+                                c.user
+                            ));
+                        }
+                        if c.password.is_empty() || c.password.contains(['\'', '\\', '\0']) {
+                            out.push(format!(
+                                "db: {what} password is empty or has a quote, backslash or NUL"
+                            ));
+                        }
+                    }
+                    if !d.client_hosts.chars().all(|ch| {
+                        ch.is_ascii_alphanumeric() || matches!(ch, '.' | '%' | '/' | '-' | ':')
+                    }) || d.client_hosts.is_empty()
+                    {
+                        out.push(format!(
+                            "db: client_hosts {:?} is not a host pattern",
+                            d.client_hosts
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `[a-z0-9_]{1,32}`: safe to put in SQL without quoting surprises.
+pub fn is_sql_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// One role with its configuration. On the wire: `{"role": "cache", ...fields}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum RoleConfig {
+    Cache(CacheConfig),
+    DbMaster(DbConfig),
+    DbReplica(DbConfig),
+}
+
+impl RoleConfig {
+    pub fn role(&self) -> Role {
+        match self {
+            RoleConfig::Cache(_) => Role::Cache,
+            RoleConfig::DbMaster(_) => Role::DbMaster,
+            RoleConfig::DbReplica(_) => Role::DbReplica,
+        }
+    }
+}
+
+/// memcached on a cache board.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Address to listen on: the board's cluster address (never 0.0.0.0).
+    pub bind: String,
+    pub port: u16,
+    /// Item memory (memcached `-m`), from the board's size.
+    pub memory_mb: u64,
+}
+
+/// MariaDB on a database board, primary or replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DbConfig {
+    /// Unique in the cluster, never 0; kept by the control plane for the board's life.
+    pub server_id: u32,
+    /// Address to listen on: the board's cluster address.
+    pub bind: String,
+    pub port: u16,
+    /// InnoDB buffer pool, from the board's size.
+    pub buffer_pool_mb: u64,
+    /// Semi-synchronous replication (the primary waits for one replica's ack).
+    #[serde(default)]
+    pub semi_sync: bool,
+    /// Who may connect over the network as the replication and app users, as a MariaDB host
+    /// pattern (the cluster network, e.g. `10.77.0.0/255.255.255.0`).
+    pub client_hosts: String,
+    pub users: DbUsers,
+    /// The primary this replica follows; None on the primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<DbPeer>,
+}
+
+/// The least-privilege users of the database (generated passwords, kept in the control
+/// plane's state dir, 0600).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DbUsers {
+    /// `REPLICATION SLAVE` only, from the cluster network.
+    pub replication: Credential,
+    /// The app: DML on [`APP_SCHEMA`] only, from the cluster network.
+    pub app: Credential,
+    /// Figures for the collector: status and replication state only, from localhost.
+    pub monitor: Credential,
+}
+
+impl std::fmt::Debug for DbUsers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbUsers")
+            .field("replication", &self.replication.user)
+            .field("app", &self.app.user)
+            .field("monitor", &self.monitor.user)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credential({}, <secret>)", self.user)
+    }
+}
+
+/// Where a replica finds its primary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DbPeer {
+    pub board: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Answer to `PUT /v1/spec`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpecAccepted {
+    /// The epoch the agent now holds.
+    pub epoch: u64,
+    /// False when the spec equals the one held (nothing to do).
+    pub changed: bool,
+}
+
+/// Where a role is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoleState {
+    /// Preparing (config, data directory) or started and not answering yet.
+    Starting,
+    /// Answering.
+    Running,
+    /// Failed to start, or exited; restarted with backoff (see `restarts`).
+    Failed,
+}
+
+impl RoleState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoleState::Starting => "starting",
+            RoleState::Running => "running",
+            RoleState::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for RoleState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One role as the agent sees it, in [`crate::Health::roles`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoleStatus {
+    pub role: Role,
+    pub state: RoleState,
+    /// What it is doing or why it failed ("replicating from db-1 (10.77.0.41:3306)",
+    /// "mariadbd exited with status 1").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The last lines of the engine's log when it failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_tail: Vec<String>,
+    /// How often the agent restarted it since the spec last changed.
+    #[serde(default)]
+    pub restarts: u32,
+    /// The engine's log on the board.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db(primary: Option<DbPeer>) -> DbConfig {
+        let c = |u: &str| Credential {
+            user: u.into(),
+            password: "s3cret".into(),
+        };
+        DbConfig {
+            server_id: 2,
+            bind: "10.77.0.42".into(),
+            port: MARIADB_PORT,
+            buffer_pool_mb: 128,
+            semi_sync: false,
+            client_hosts: "10.77.0.0/255.255.255.0".into(),
+            users: DbUsers {
+                replication: c("lab_repl"),
+                app: c("lab_app"),
+                monitor: c("lab_monitor"),
+            },
+            primary,
+        }
+    }
+
+    #[test]
+    fn wire_form_is_tagged_by_role() {
+        let spec = BoardSpec {
+            board: "cache-1".into(),
+            epoch: 1,
+            roles: vec![RoleConfig::Cache(CacheConfig {
+                bind: "10.77.0.31".into(),
+                port: MEMCACHED_PORT,
+                memory_mb: 64,
+            })],
+        };
+        let json = serde_json::to_string(&spec).expect("json");
+        assert!(json.contains(r#""role":"cache""#), "{json}");
+        let back: BoardSpec = serde_json::from_str(&json).expect("parse");
+        assert_eq!(back, spec);
+        assert!(spec.problems().is_empty());
+    }
+
+    #[test]
+    fn unknown_fields_and_roles_are_refused() {
+        let bad = r#"{"board":"x","epoch":1,"roles":[{"role":"kafka"}]}"#;
+        assert!(serde_json::from_str::<BoardSpec>(bad).is_err());
+        let bad = r#"{"board":"x","epoch":1,"roles":[],"extra":1}"#;
+        assert!(serde_json::from_str::<BoardSpec>(bad).is_err());
+    }
+
+    #[test]
+    fn problems_name_what_is_wrong() {
+        let spec = BoardSpec {
+            board: "db-2".into(),
+            epoch: 1,
+            roles: vec![
+                RoleConfig::DbReplica(db(None)),
+                RoleConfig::DbMaster(db(None)),
+            ],
+        };
+        let p = spec.problems().join("; ");
+        assert!(p.contains("db-replica: no primary"), "{p}");
+        assert!(p.contains("db-master and db-replica"), "{p}");
+        let mut d = db(None);
+        d.users.app.password = "x'; DROP".into();
+        d.users.monitor.user = "Robert'); --".into();
+        let spec = BoardSpec {
+            board: "db-1".into(),
+            epoch: 1,
+            roles: vec![RoleConfig::DbMaster(d)],
+        };
+        let p = spec.problems().join("; ");
+        assert!(p.contains("app password"), "{p}");
+        assert!(p.contains("monitor user"), "{p}");
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let text = format!("{:?}", db(None));
+        assert!(!text.contains("s3cret"), "{text}");
+    }
+}
