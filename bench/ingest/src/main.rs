@@ -426,6 +426,8 @@ async fn handle(
             mem_used_bytes: 1 << 30,
             mem_total_bytes: 4 << 30,
             binary_sha256: String::new(),
+            spec_epoch: None,
+            roles: Vec::new(),
         };
         let body = serde_json::to_vec(&health).unwrap_or_default();
         return Ok(Response::new(Full::new(Bytes::from(body)).boxed()));
