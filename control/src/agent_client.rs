@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -128,6 +128,52 @@ impl AgentClient {
         }
     }
 
+    /// `GET /v1/spec`: the spec the agent holds (None before its first).
+    pub async fn spec(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<Option<lab_api::spec::BoardSpec>, AgentClientError> {
+        self.get_json(host, port, lab_api::paths::SPEC).await
+    }
+
+    /// `PUT /v1/spec`: hand the agent its desired state. A refusal (older epoch, another
+    /// board's spec, an unusable spec) is [`AgentClientError::Status`] with the agent's words.
+    pub async fn put_spec(
+        &self,
+        host: &str,
+        port: u16,
+        spec: &lab_api::spec::BoardSpec,
+    ) -> Result<lab_api::spec::SpecAccepted, AgentClientError> {
+        let addr = format!("{}:{port}", bracket_v6(host));
+        let body = serde_json::to_vec(spec).map_err(|source| AgentClientError::Decode {
+            addr: addr.clone(),
+            source,
+        })?;
+        let put = async {
+            let (resp, conn_task) = self
+                .send(host, &addr, hyper::Method::PUT, lab_api::paths::SPEC, body.into())
+                .await?;
+            let body = resp.into_body().collect().await;
+            conn_task.abort();
+            body.map(|b| b.to_bytes())
+                .map_err(|source| AgentClientError::Http {
+                    addr: addr.clone(),
+                    source,
+                })
+        };
+        match tokio::time::timeout(self.timeout, put).await {
+            Ok(body) => serde_json::from_slice(&body?).map_err(|source| AgentClientError::Decode {
+                addr: addr.clone(),
+                source,
+            }),
+            Err(_) => Err(AgentClientError::Timeout {
+                addr,
+                timeout: self.timeout,
+            }),
+        }
+    }
+
     async fn get(&self, host: &str, addr: &str, path: &str) -> Result<Bytes, AgentClientError> {
         let (resp, conn_task) = self.send_get(host, addr, path).await?;
         let body = resp.into_body().collect().await;
@@ -148,6 +194,25 @@ impl AgentClient {
         host: &str,
         addr: &str,
         path: &str,
+    ) -> Result<
+        (
+            hyper::Response<hyper::body::Incoming>,
+            tokio::task::JoinHandle<()>,
+        ),
+        AgentClientError,
+    > {
+        self.send(host, addr, hyper::Method::GET, path, Bytes::new())
+            .await
+    }
+
+    /// [`send_get`](Self::send_get) for any method, with a JSON body.
+    async fn send(
+        &self,
+        host: &str,
+        addr: &str,
+        method: hyper::Method,
+        path: &str,
+        body: Bytes,
     ) -> Result<
         (
             hyper::Response<hyper::body::Incoming>,
@@ -182,13 +247,17 @@ impl AgentClient {
         let conn_task = tokio::spawn(async move {
             let _ = conn.await;
         });
-        let req = hyper::Request::get(path)
+        let mut req = hyper::Request::builder().method(method).uri(path);
+        if !body.is_empty() {
+            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
             .header(hyper::header::HOST, host)
             .header(
                 lab_api::PROTOCOL_HEADER,
                 lab_api::PROTOCOL_VERSION.to_string(),
             )
-            .body(Empty::<Bytes>::new())
+            .body(Full::new(body))
             .map_err(|e| AgentClientError::Tls(e.to_string()))?;
         let resp = match sender.send_request(req).await {
             Ok(r) => r,

@@ -93,6 +93,20 @@ pub struct Board {
     pub line: usize,
 }
 
+impl Board {
+    /// In the database group (`db`, `db-master` or `db-replica` among its given roles).
+    pub fn in_db_group(&self) -> bool {
+        matches!(&self.roles, RoleSpec::Given(r) if r.iter().any(|r| matches!(r, Role::DbMaster | Role::DbReplica)))
+    }
+
+    /// Memory the planner can count on: a virtual board's size, else its model's.
+    pub fn known_memory(&self) -> Option<u64> {
+        self.size
+            .map(|s| s.memory_bytes)
+            .or_else(|| self.model.as_deref().and_then(model_size).map(|s| s.memory_bytes))
+    }
+}
+
 /// The CPU and memory a virtual board may use: ceilings its cgroup enforces, not
 /// reservations (ten 1-CPU boards run on a 2-core host; they just cannot all be busy at once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,6 +261,19 @@ pub struct Inventory {
     /// Present when the boards are virtual boards this host creates.
     pub virtual_net: Option<VirtualNet>,
     pub boards: Vec<Board>,
+    /// The database group's settings (`[db]`); its members are the boards with a db role.
+    pub db: DbGroup,
+}
+
+/// `[db]`: the database group. Members are the boards whose roles name `db` (`db-master`
+/// marks the preferred primary, `db-replica` a member that is not). Which member *is*
+/// primary is the control plane's decision, kept in its state dir with an epoch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DbGroup {
+    /// The primary the inventory prefers (`[db] primary`, or the board with `db-master`).
+    pub preferred_primary: Option<String>,
+    /// Semi-synchronous replication (the primary waits for a replica's ack per commit).
+    pub semi_sync: bool,
 }
 
 impl Inventory {
@@ -318,6 +345,14 @@ struct RawInventory {
     virtual_net: Option<Spanned<RawVirtual>>,
     #[serde(default)]
     board: Vec<Spanned<RawBoard>>,
+    db: Option<Spanned<RawDb>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDb {
+    primary: Option<Spanned<String>>,
+    semi_sync: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -662,6 +697,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
             line,
         });
     }
+    let db = db_group(raw.db.as_ref(), &boards, &lines, &mut problem);
     if !problems.is_empty() {
         problems.sort_by_key(|p| p.line);
         return Err(invalid(problems));
@@ -671,6 +707,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
         cluster,
         virtual_net,
         boards,
+        db,
     })
 }
 
@@ -759,9 +796,92 @@ fn board_size(
     })
 }
 
+/// The `[db]` table checked against the boards: one preferred primary at most, a member of
+/// the group; a `[db]` table needs a group.
+fn db_group(
+    raw: Option<&Spanned<RawDb>>,
+    boards: &[Board],
+    lines: &LineIndex,
+    problem: &mut dyn FnMut(std::ops::Range<usize>, Option<&str>, String),
+) -> DbGroup {
+    let members: Vec<&Board> = boards.iter().filter(|b| b.in_db_group()).collect();
+    let marked: Vec<&Board> = boards
+        .iter()
+        .filter(|b| matches!(&b.roles, RoleSpec::Given(r) if r.contains(&Role::DbMaster)))
+        .collect();
+    if let [first, second, ..] = marked.as_slice() {
+        problem(
+            lines_to_span(lines, second.line),
+            Some(&second.name),
+            format!(
+                "two preferred primaries: `{}` (line {}) has db-master too; mark one board \
+                 db-master (or set [db] primary) and the others db",
+                first.name, first.line
+            ),
+        );
+    }
+    let mut group = DbGroup {
+        preferred_primary: marked.first().map(|b| b.name.clone()),
+        semi_sync: false,
+    };
+    let Some(raw) = raw else {
+        return group;
+    };
+    let table = raw.get_ref();
+    group.semi_sync = table.semi_sync.unwrap_or(false);
+    if members.is_empty() {
+        problem(
+            raw.span(),
+            None,
+            "[db] describes a database group, but no board has a db role \
+             (roles = [\"db\"] on the boards that should run MariaDB)"
+                .into(),
+        );
+    }
+    if let Some(p) = &table.primary {
+        let name = p.get_ref();
+        match boards.iter().find(|b| &b.name == name) {
+            None => problem(p.span(), None, format!("[db] primary `{name}` is not a board")),
+            Some(b) if !b.in_db_group() => problem(
+                p.span(),
+                None,
+                format!("[db] primary `{name}` is not in the db group (give it roles = [\"db\"])"),
+            ),
+            Some(_) => {}
+        }
+        if let Some(m) = marked.first().filter(|m| &m.name != name) {
+            problem(
+                p.span(),
+                None,
+                format!(
+                    "two preferred primaries: [db] primary is `{name}` but `{}` (line {}) has db-master",
+                    m.name, m.line
+                ),
+            );
+        }
+        group.preferred_primary = Some(name.clone());
+    }
+    group
+}
+
+/// A span that reports as `line` (for problems found after parsing, tied to a board).
+fn lines_to_span(lines: &LineIndex, line: usize) -> std::ops::Range<usize> {
+    let start = lines.offset_of_line(line);
+    start..start
+}
+
 fn parse_roles(names: &[String], problem: &mut dyn FnMut(String)) -> RoleSpec {
     let mut roles = Vec::new();
     for n in names {
+        if n == "db" {
+            // A member of the db group; the control plane decides who is primary.
+            if roles.contains(&Role::DbMaster) || roles.contains(&Role::DbReplica) {
+                problem(format!("role `{n}` listed twice (db, db-master and db-replica are all the db group)"));
+            } else {
+                roles.push(Role::DbReplica);
+            }
+            continue;
+        }
         match Role::parse(n) {
             Some(r) if !roles.contains(&r) => roles.push(r),
             Some(_) => problem(format!("role `{n}` listed twice")),
@@ -769,7 +889,7 @@ fn parse_roles(names: &[String], problem: &mut dyn FnMut(String)) -> RoleSpec {
             None => {
                 let known: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
                 problem(format!(
-                    "unknown role `{n}` (known: {}, or \"auto\")",
+                    "unknown role `{n}` (known: db, {}, or \"auto\")",
                     known.join(", ")
                 ))
             }
@@ -919,6 +1039,13 @@ impl LineIndex {
         starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         Self { starts }
     }
+    /// Byte offset where 1-based `line` starts.
+    fn offset_of_line(&self, line: usize) -> usize {
+        self.starts
+            .get(line.saturating_sub(1))
+            .copied()
+            .unwrap_or(0)
+    }
     fn line(&self, offset: usize) -> usize {
         match self.starts.binary_search(&offset) {
             Ok(i) => i + 1,
@@ -967,6 +1094,16 @@ arch = "arm64"
         assert_eq!(net.gateway(), Ipv4Addr::new(10, 77, 0, 1));
     }
 
+    #[test]
+    fn the_db_group_and_its_preferred_primary() {
+        let text = "[cluster]\nname=\"c\"\n[db]\nsemi_sync=true\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"db\"]\n[[board]]\nname=\"b\"\naddress=\"10.0.0.3\"\nroles=[\"db-master\", \"cache\"]\n";
+        let inv = parse(Path::new("inv.toml"), text).expect("valid");
+        assert!(inv.boards.iter().all(Board::in_db_group));
+        assert_eq!(inv.db.preferred_primary.as_deref(), Some("b"));
+        assert!(inv.db.semi_sync);
+        assert_eq!(inv.boards[0].roles, RoleSpec::Given(vec![Role::DbReplica]));
+    }
+
     /// Each broken inventory and the message (with its line) it must produce.
     #[test]
     fn broken_inventories_name_line_and_board() {
@@ -1005,6 +1142,26 @@ arch = "arm64"
                 "bad board name",
                 "[cluster]\nname=\"c\"\n[[board]]\nname=\"Pi_4\"\naddress=\"10.0.0.2\"\n",
                 "inv.toml:4: board `Pi_4`: name must be",
+            ),
+            (
+                "two preferred primaries",
+                "[cluster]\nname=\"c\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"db-master\"]\n[[board]]\nname=\"b\"\naddress=\"10.0.0.3\"\nroles=[\"db-master\"]\n",
+                "inv.toml:8: board `b`: two preferred primaries: `a` (line 4) has db-master too",
+            ),
+            (
+                "db group with no board",
+                "[cluster]\nname=\"c\"\n[db]\nsemi_sync=true\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"cache\"]\n",
+                "inv.toml:3: [db] describes a database group, but no board has a db role",
+            ),
+            (
+                "db primary outside the group",
+                "[cluster]\nname=\"c\"\n[db]\nprimary=\"a\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"cache\"]\n[[board]]\nname=\"b\"\naddress=\"10.0.0.3\"\nroles=[\"db\"]\n",
+                "inv.toml:4: [db] primary `a` is not in the db group",
+            ),
+            (
+                "db primary and a different db-master",
+                "[cluster]\nname=\"c\"\n[db]\nprimary=\"b\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"db-master\"]\n[[board]]\nname=\"b\"\naddress=\"10.0.0.3\"\nroles=[\"db\"]\n",
+                "inv.toml:4: two preferred primaries: [db] primary is `b` but `a` (line 6) has db-master",
             ),
             (
                 "unknown key",

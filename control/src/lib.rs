@@ -32,6 +32,7 @@ pub mod inventory;
 pub mod job;
 pub mod metrics;
 pub mod pki;
+pub mod plan;
 pub mod report;
 pub mod rootfs;
 pub mod serve_api;

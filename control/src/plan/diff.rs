@@ -1,0 +1,218 @@
+//! A board's desired spec against the one its agent holds: the changes `lab plan` lists and
+//! `lab apply` makes, in words ("start mariadb (replica of db-1)", "repoint db-replica:
+//! db-1 -> db-2", "cache: memory_mb 64 -> 128"). Pure.
+
+use lab_api::spec::{BoardSpec, RoleConfig};
+use lab_api::Role;
+use serde::Serialize;
+
+/// One change on one board.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "change", rename_all = "kebab-case")]
+pub enum Change {
+    /// The role's engine starts.
+    Start { role: Role, what: String },
+    /// The role's engine stops.
+    Stop { role: Role },
+    /// The role's configuration is rewritten (its engine restarts).
+    Reconfigure { role: Role, fields: Vec<String> },
+    /// A replica follows another primary (no restart).
+    Repoint { from: String, to: String },
+    /// Only the topology epoch moves.
+    Epoch { from: u64, to: u64 },
+}
+
+impl Change {
+    pub fn describe(&self) -> String {
+        match self {
+            Change::Start { role, what } => format!("start {role}: {what}"),
+            Change::Stop { role } => format!("stop {role}"),
+            Change::Reconfigure { role, fields } => {
+                format!("rewrite {role} config ({}), restart", fields.join(", "))
+            }
+            Change::Repoint { from, to } => format!("repoint db-replica: {from} -> {to}"),
+            Change::Epoch { from, to } => format!("epoch {from} -> {to}"),
+        }
+    }
+}
+
+/// What starting `config` means, for people.
+pub fn start_words(config: &RoleConfig) -> String {
+    match config {
+        RoleConfig::Cache(c) => format!("memcached on {}:{}, {} MiB", c.bind, c.port, c.memory_mb),
+        RoleConfig::DbMaster(d) => format!(
+            "mariadb primary on {}:{}, server id {}",
+            d.bind, d.port, d.server_id
+        ),
+        RoleConfig::DbReplica(d) => format!(
+            "mariadb replica of {} on {}:{}, server id {}",
+            d.primary.as_ref().map(|p| p.board.as_str()).unwrap_or("?"),
+            d.bind,
+            d.port,
+            d.server_id
+        ),
+    }
+}
+
+/// The changes that take the agent from `held` (None: it holds no spec) to `want`.
+pub fn diff(want: &BoardSpec, held: Option<&BoardSpec>) -> Vec<Change> {
+    let empty = BoardSpec {
+        board: want.board.clone(),
+        epoch: 0,
+        roles: Vec::new(),
+    };
+    let held = held.unwrap_or(&empty);
+    let mut out = Vec::new();
+    for old in &held.roles {
+        if !want.roles.iter().any(|w| w.role() == old.role()) {
+            out.push(Change::Stop { role: old.role() });
+        }
+    }
+    for new in &want.roles {
+        match held.roles.iter().find(|h| h.role() == new.role()) {
+            None => out.push(Change::Start {
+                role: new.role(),
+                what: start_words(new),
+            }),
+            Some(old) if old == new => {}
+            Some(old) => out.push(changed(old, new)),
+        }
+    }
+    if out.is_empty() && held.epoch != want.epoch && !held.roles.is_empty() {
+        out.push(Change::Epoch {
+            from: held.epoch,
+            to: want.epoch,
+        });
+    }
+    out
+}
+
+fn changed(old: &RoleConfig, new: &RoleConfig) -> Change {
+    if let (RoleConfig::DbReplica(a), RoleConfig::DbReplica(b)) = (old, new) {
+        let mut a_same = a.clone();
+        a_same.primary = b.primary.clone();
+        if a_same == *b {
+            let name = |p: &Option<lab_api::spec::DbPeer>| {
+                p.as_ref()
+                    .map(|p| format!("{} ({}:{})", p.board, p.host, p.port))
+                    .unwrap_or_else(|| "none".into())
+            };
+            return Change::Repoint {
+                from: name(&a.primary),
+                to: name(&b.primary),
+            };
+        }
+    }
+    Change::Reconfigure {
+        role: new.role(),
+        fields: field_changes(old, new),
+    }
+}
+
+/// `name old -> new` for each top-level field that differs (secrets named, never shown).
+fn field_changes(old: &RoleConfig, new: &RoleConfig) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(old), serde_json::to_value(new))
+    else {
+        return vec!["configuration".into()];
+    };
+    let mut out = Vec::new();
+    for (key, value) in &b {
+        let before = a.get(key);
+        if before == Some(value) {
+            continue;
+        }
+        if key == "users" {
+            out.push("users/passwords".into());
+            continue;
+        }
+        let show = |v: Option<&serde_json::Value>| match v {
+            None | Some(serde_json::Value::Null) => "none".to_string(),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+        };
+        out.push(format!("{key} {} -> {}", show(before), show(Some(value))));
+    }
+    for key in a.keys().filter(|k| !b.contains_key(*k)) {
+        out.push(format!("{key} removed"));
+    }
+    if out.is_empty() {
+        out.push("configuration".into());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lab_api::spec::{CacheConfig, Credential, DbConfig, DbPeer, DbUsers};
+
+    fn cache(mb: u64) -> RoleConfig {
+        RoleConfig::Cache(CacheConfig {
+            bind: "10.0.0.2".into(),
+            port: 11211,
+            memory_mb: mb,
+        })
+    }
+
+    fn replica(of: &str) -> RoleConfig {
+        let c = |u: &str| Credential {
+            user: u.into(),
+            password: "pw".into(),
+        };
+        RoleConfig::DbReplica(DbConfig {
+            server_id: 2,
+            bind: "10.0.0.2".into(),
+            port: 3306,
+            buffer_pool_mb: 64,
+            semi_sync: false,
+            client_hosts: "%".into(),
+            users: DbUsers {
+                replication: c("r"),
+                app: c("a"),
+                monitor: c("m"),
+            },
+            primary: Some(DbPeer {
+                board: of.into(),
+                host: "10.0.0.9".into(),
+                port: 3306,
+            }),
+        })
+    }
+
+    fn spec(epoch: u64, roles: Vec<RoleConfig>) -> BoardSpec {
+        BoardSpec {
+            board: "b".into(),
+            epoch,
+            roles,
+        }
+    }
+
+    #[test]
+    fn equal_specs_change_nothing() {
+        let s = spec(1, vec![cache(64), replica("db-1")]);
+        assert!(diff(&s, Some(&s)).is_empty());
+    }
+
+    #[test]
+    fn starts_stops_rewrites_and_repoints() {
+        let held = spec(1, vec![cache(64), replica("db-1")]);
+        assert_eq!(
+            diff(&spec(1, vec![cache(128), replica("db-1")]), Some(&held)),
+            vec![Change::Reconfigure {
+                role: Role::Cache,
+                fields: vec!["memory_mb 64 -> 128".into()]
+            }]
+        );
+        assert!(matches!(
+            diff(&spec(2, vec![cache(64), replica("db-2")]), Some(&held)).as_slice(),
+            [Change::Repoint { from, to }] if from.starts_with("db-1") && to.starts_with("db-2")
+        ));
+        assert_eq!(
+            diff(&spec(1, vec![replica("db-1")]), Some(&held)),
+            vec![Change::Stop { role: Role::Cache }]
+        );
+        let first = diff(&spec(1, vec![cache(64)]), None);
+        assert!(matches!(first.as_slice(), [Change::Start { role: Role::Cache, .. }]));
+    }
+}

@@ -1,0 +1,296 @@
+//! From the inventory (and the control plane's decisions) to each board's desired state, and
+//! from there to what would change: the pure half of `lab plan` / `lab apply`.
+//!
+//! - [`auto`]: roles for `roles = "auto"` boards, with reasons.
+//! - [`topology`]: who is the database primary, with an epoch, kept in the state dir.
+//! - [`secrets`]: generated passwords of the database users, kept in the state dir.
+//! - [`diff`]: a desired spec against the one an agent holds -> the changes, in words.
+//! - this file: [`desired`] puts them together into one [`BoardSpec`] per board.
+//!
+//! Roles whose engine does not exist yet in this version (lb, app, files, cdn) are planned
+//! and shown, but left out of the specs: an agent is never sent a role it cannot run.
+
+pub mod auto;
+pub mod diff;
+pub mod secrets;
+pub mod topology;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use lab_api::spec::{
+    BoardSpec, CacheConfig, DbConfig, DbPeer, DbUsers, RoleConfig, MARIADB_PORT, MEMCACHED_PORT,
+};
+use lab_api::Role;
+use serde::Serialize;
+
+use crate::inventory::{Inventory, RoleSpec};
+use topology::{Decision, Member, Topology};
+
+/// Memory assumed for a board whose size the inventory does not give (a real board without a
+/// known `model`).
+pub const ASSUMED_MEMORY: u64 = 1 << 30;
+
+/// One board's part of the plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct BoardPlan {
+    pub board: String,
+    /// Every role the board plays (db members resolved to db-master / db-replica).
+    pub roles: Vec<Role>,
+    /// What its agent is sent.
+    pub spec: BoardSpec,
+    /// Roles planned but not run yet: no engine in this version.
+    pub waiting: Vec<Role>,
+}
+
+/// The whole desired state.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub boards: Vec<BoardPlan>,
+    pub topology: Decision,
+    /// Why the planner chose what the inventory left open (auto roles, the primary).
+    pub reasons: Vec<String>,
+}
+
+/// Roles whose engine the agent runs in this version.
+pub fn has_engine(role: Role) -> bool {
+    matches!(role, Role::Cache | Role::DbMaster | Role::DbReplica)
+}
+
+/// The desired state of every board. `addresses` is each board's IP on the cluster network
+/// (what engines bind to); `stored` the topology kept in the state dir; `users` the database
+/// users with the cluster's passwords.
+pub fn desired(
+    inv: &Inventory,
+    addresses: &BTreeMap<String, IpAddr>,
+    stored: &Topology,
+    users: &DbUsers,
+) -> anyhow::Result<Plan> {
+    let auto = auto::assign(&inv.boards);
+    let roles_of = |name: &str, given: &RoleSpec| -> Vec<Role> {
+        match given {
+            RoleSpec::Given(r) => r.clone(),
+            RoleSpec::Auto => auto.roles.get(name).cloned().unwrap_or_default(),
+        }
+    };
+    let members: Vec<Member> = inv
+        .boards
+        .iter()
+        .filter(|b| {
+            roles_of(&b.name, &b.roles)
+                .iter()
+                .any(|r| matches!(r, Role::DbMaster | Role::DbReplica))
+        })
+        .map(|b| Member {
+            name: b.name.clone(),
+            memory: b.known_memory(),
+        })
+        .collect();
+    let decision = topology::decide(&members, inv.db.preferred_primary.as_deref(), stored);
+    let topo = &decision.topology;
+    let address = |name: &str| -> anyhow::Result<IpAddr> {
+        addresses
+            .get(name)
+            .copied()
+            .ok_or_else(|| anyhow::anyhow!("board `{name}`: no IP address to bind its engines to"))
+    };
+    let client_hosts = client_hosts(inv, addresses);
+    let primary_peer = match &topo.primary {
+        Some(p) => Some(DbPeer {
+            board: p.clone(),
+            host: address(p)?.to_string(),
+            port: MARIADB_PORT,
+        }),
+        None => None,
+    };
+
+    let mut boards = Vec::new();
+    for b in &inv.boards {
+        let memory = b.known_memory().unwrap_or(ASSUMED_MEMORY);
+        let bind = address(&b.name)?.to_string();
+        let mut roles = Vec::new();
+        let mut configs = Vec::new();
+        let mut waiting = Vec::new();
+        for role in roles_of(&b.name, &b.roles) {
+            let role = match role {
+                Role::DbMaster | Role::DbReplica => {
+                    if topo.primary.as_deref() == Some(b.name.as_str()) {
+                        Role::DbMaster
+                    } else {
+                        Role::DbReplica
+                    }
+                }
+                other => other,
+            };
+            roles.push(role);
+            if !has_engine(role) {
+                waiting.push(role);
+                continue;
+            }
+            configs.push(match role {
+                Role::Cache => RoleConfig::Cache(CacheConfig {
+                    bind: bind.clone(),
+                    port: MEMCACHED_PORT,
+                    memory_mb: quarter_mb(memory, 16, 4096),
+                }),
+                Role::DbMaster | Role::DbReplica => {
+                    let config = DbConfig {
+                        server_id: topo.server_ids.get(&b.name).copied().unwrap_or(0),
+                        bind: bind.clone(),
+                        port: MARIADB_PORT,
+                        buffer_pool_mb: quarter_mb(memory, 32, 4096),
+                        semi_sync: inv.db.semi_sync,
+                        client_hosts: client_hosts.clone(),
+                        users: users.clone(),
+                        primary: if role == Role::DbReplica {
+                            primary_peer.clone()
+                        } else {
+                            None
+                        },
+                    };
+                    if role == Role::DbMaster {
+                        RoleConfig::DbMaster(config)
+                    } else {
+                        RoleConfig::DbReplica(config)
+                    }
+                }
+                _ => continue,
+            });
+        }
+        let spec = BoardSpec {
+            board: b.name.clone(),
+            epoch: topo.epoch.max(1),
+            roles: configs,
+        };
+        let problems = spec.problems();
+        if !problems.is_empty() {
+            anyhow::bail!("board `{}`: the plan is unusable: {}", b.name, problems.join("; "));
+        }
+        boards.push(BoardPlan {
+            board: b.name.clone(),
+            roles,
+            spec,
+            waiting,
+        });
+    }
+    let mut reasons = auto.reasons;
+    reasons.extend(decision.reason.clone());
+    Ok(Plan {
+        boards,
+        topology: decision,
+        reasons,
+    })
+}
+
+/// A quarter of `memory` in MiB, within `[min, max]`.
+fn quarter_mb(memory: u64, min: u64, max: u64) -> u64 {
+    ((memory >> 20) / 4).clamp(min, max)
+}
+
+/// Who may reach the database over the network, as a MariaDB host pattern: the virtual
+/// subnet; else the /24 all boards share; else any host (real boards spread over networks).
+fn client_hosts(inv: &Inventory, addresses: &BTreeMap<String, IpAddr>) -> String {
+    if let Some(net) = &inv.virtual_net {
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(net.prefix_len))
+            .unwrap_or(0);
+        return format!("{}/{}", net.subnet, std::net::Ipv4Addr::from(mask));
+    }
+    let prefixes: Vec<Option<[u8; 3]>> = addresses
+        .values()
+        .map(|a| match a {
+            IpAddr::V4(v4) => {
+                let o = v4.octets();
+                Some([o[0], o[1], o[2]])
+            }
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    match prefixes.first() {
+        Some(Some(p)) if prefixes.iter().all(|q| q.as_ref() == Some(p)) => {
+            format!("{}.{}.{}.%", p[0], p[1], p[2])
+        }
+        _ => "%".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lab_api::spec::Credential;
+
+    fn users() -> DbUsers {
+        let c = |u: &str| Credential {
+            user: u.into(),
+            password: "pw".into(),
+        };
+        DbUsers {
+            replication: c("lab_repl"),
+            app: c("lab_app"),
+            monitor: c("lab_monitor"),
+        }
+    }
+
+    fn inventory(text: &str) -> (Inventory, BTreeMap<String, IpAddr>) {
+        let inv = crate::inventory::parse(std::path::Path::new("/x/inv.toml"), text)
+            .expect("valid inventory");
+        let addresses = inv
+            .boards
+            .iter()
+            .map(|b| (b.name.clone(), b.address.parse().expect("ip")))
+            .collect();
+        (inv, addresses)
+    }
+
+    const SMALL: &str = r#"
+[cluster]
+name = "c"
+[virtual]
+subnet = "10.80.0.0/24"
+[[board]]
+name = "db-1"
+address = "10.80.0.11"
+roles = ["db"]
+memory = "1GiB"
+[[board]]
+name = "db-2"
+address = "10.80.0.12"
+roles = ["db-master"]
+memory = "512MiB"
+[[board]]
+name = "db-3"
+address = "10.80.0.13"
+roles = ["db"]
+[[board]]
+name = "cache-1"
+address = "10.80.0.21"
+roles = ["cache", "lb"]
+memory = "256MiB"
+"#;
+
+    #[test]
+    fn specs_follow_the_inventory_and_the_topology() {
+        let (inv, addrs) = inventory(SMALL);
+        let plan = desired(&inv, &addrs, &Topology::default(), &users()).expect("plan");
+        assert_eq!(plan.topology.topology.primary.as_deref(), Some("db-2"));
+        let board = |n: &str| plan.boards.iter().find(|b| b.board == n).expect(n);
+        assert_eq!(board("db-2").roles, vec![Role::DbMaster]);
+        assert_eq!(board("db-1").roles, vec![Role::DbReplica]);
+        let RoleConfig::DbReplica(d) = &board("db-1").spec.roles[0] else {
+            panic!("db-1 is a replica")
+        };
+        assert_eq!(d.primary.as_ref().map(|p| p.host.as_str()), Some("10.80.0.12"));
+        assert_eq!(d.buffer_pool_mb, 256);
+        assert_eq!(d.client_hosts, "10.80.0.0/255.255.255.0");
+        assert_eq!(board("cache-1").waiting, vec![Role::Lb]);
+        let RoleConfig::Cache(c) = &board("cache-1").spec.roles[0] else {
+            panic!("cache")
+        };
+        assert_eq!((c.bind.as_str(), c.memory_mb), ("10.80.0.21", 64));
+        assert!(plan.boards.iter().all(|b| b.spec.epoch == 1));
+        // Server ids are unique.
+        let ids: std::collections::BTreeSet<u32> =
+            plan.topology.topology.server_ids.values().copied().collect();
+        assert_eq!(ids.len(), 3);
+    }
+}
