@@ -152,7 +152,13 @@ impl AgentClient {
         })?;
         let put = async {
             let (resp, conn_task) = self
-                .send(host, &addr, hyper::Method::PUT, lab_api::paths::SPEC, body.into())
+                .send(
+                    host,
+                    &addr,
+                    hyper::Method::PUT,
+                    lab_api::paths::SPEC,
+                    body.into(),
+                )
                 .await?;
             let body = resp.into_body().collect().await;
             conn_task.abort();

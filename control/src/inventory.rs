@@ -101,9 +101,12 @@ impl Board {
 
     /// Memory the planner can count on: a virtual board's size, else its model's.
     pub fn known_memory(&self) -> Option<u64> {
-        self.size
-            .map(|s| s.memory_bytes)
-            .or_else(|| self.model.as_deref().and_then(model_size).map(|s| s.memory_bytes))
+        self.size.map(|s| s.memory_bytes).or_else(|| {
+            self.model
+                .as_deref()
+                .and_then(model_size)
+                .map(|s| s.memory_bytes)
+        })
     }
 }
 
@@ -841,7 +844,11 @@ fn db_group(
     if let Some(p) = &table.primary {
         let name = p.get_ref();
         match boards.iter().find(|b| &b.name == name) {
-            None => problem(p.span(), None, format!("[db] primary `{name}` is not a board")),
+            None => problem(
+                p.span(),
+                None,
+                format!("[db] primary `{name}` is not a board"),
+            ),
             Some(b) if !b.in_db_group() => problem(
                 p.span(),
                 None,
@@ -876,7 +883,9 @@ fn parse_roles(names: &[String], problem: &mut dyn FnMut(String)) -> RoleSpec {
         if n == "db" {
             // A member of the db group; the control plane decides who is primary.
             if roles.contains(&Role::DbMaster) || roles.contains(&Role::DbReplica) {
-                problem(format!("role `{n}` listed twice (db, db-master and db-replica are all the db group)"));
+                problem(format!(
+                    "role `{n}` listed twice (db, db-master and db-replica are all the db group)"
+                ));
             } else {
                 roles.push(Role::DbReplica);
             }

@@ -24,6 +24,7 @@
 pub mod agent_bin;
 pub mod agent_client;
 pub mod agents;
+pub mod apply;
 pub mod bootstrap;
 pub mod cli;
 pub mod cluster;

@@ -7,6 +7,7 @@ mod down;
 mod forget;
 mod metrics;
 pub mod output;
+mod plan;
 mod serve;
 mod status;
 mod top;
@@ -44,13 +45,20 @@ pub struct InventoryArg {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Bring the cluster up: create the virtual boards (if the inventory has a [virtual]
-    /// table), install missing host packages, bootstrap every board, print where to look.
+    /// table), install missing host packages, bootstrap every board, apply the plan (every
+    /// board gets its roles), print where to look.
     /// Safe to re-run: what is already right is left alone.
     Up(up::UpArgs),
     /// Push the agent to every board over SSH, configure and start it, wait until it answers
     /// over mTLS. The same for real and virtual boards; re-running with nothing changed
     /// uploads nothing.
     Bootstrap(bootstrap::BootstrapArgs),
+    /// Show what every board will run and what would change to get there (engine to start,
+    /// config to rewrite, replica to repoint). Touches nothing. `--json` for scripts.
+    Plan(plan::PlanArgs),
+    /// Converge the cluster to the plan over mTLS: send each board whose desired state
+    /// differs its new spec, wait until every role runs, print a table. Safe to re-run.
+    Apply(plan::ApplyArgs),
     /// Show every board as its agent reports it over mTLS: arch, OS, agent version,
     /// up/down, uptime, CPU and memory.
     Status(status::StatusArgs),
@@ -107,6 +115,8 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Up(a) => up::run(a).await,
             Command::Bootstrap(a) => bootstrap::run(a).await,
+            Command::Plan(a) => plan::run_plan(a).await,
+            Command::Apply(a) => plan::run_apply(a).await,
             Command::Status(a) => status::run(a).await,
             Command::Down(a) => down::run(a).await,
             Command::Kill(a) => board::run(board::Verb::Kill, a).await,

@@ -116,7 +116,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             Some(h) => vec![
                 b.board.clone(),
                 b.address.clone(),
-                b.roles.clone(),
+                role_states(h, &b.roles),
                 h.arch.clone(),
                 h.os.clone(),
                 h.agent_version.clone(),
@@ -153,8 +153,57 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     );
     let up = boards.iter().filter(|b| b.up).count();
     println!("{up}/{} boards up", boards.len());
+    for b in &boards {
+        for r in b.health.iter().flat_map(|h| &h.roles) {
+            if r.state == lab_api::spec::RoleState::Running {
+                continue;
+            }
+            println!(
+                "{} {}: {}{}{}",
+                b.board,
+                r.role,
+                r.state,
+                r.message
+                    .as_deref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default(),
+                if r.restarts > 0 {
+                    format!(", {} restart(s)", r.restarts)
+                } else {
+                    String::new()
+                }
+            );
+            for line in &r.log_tail {
+                println!("    | {line}");
+            }
+        }
+    }
+    match crate::plan::topology::load(ctx.state.root()) {
+        Ok(t) => {
+            if let Some(p) = &t.primary {
+                println!("database primary: {p} (topology epoch {})", t.epoch);
+            }
+        }
+        Err(e) => eprintln!("warning: {e:#}"),
+    }
     warn();
     Ok(ExitCode::SUCCESS)
+}
+
+/// `db-master:running,cache:running` from the agent; the inventory's roles marked
+/// `(not applied)` while the agent holds no spec.
+fn role_states(h: &lab_api::Health, inventory_roles: &str) -> String {
+    if h.spec_epoch.is_none() {
+        return format!("{inventory_roles} (not applied)");
+    }
+    if h.roles.is_empty() {
+        return format!("{inventory_roles} (no engine yet)");
+    }
+    h.roles
+        .iter()
+        .map(|r| format!("{}:{}", r.role, r.state))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The CPUs a board may use (`1`, `0.5`), or its core count from an agent that predates it.

@@ -1,6 +1,7 @@
 //! `lab up`: from nothing to a running cluster. For a virtual inventory: install missing host
 //! packages, build the arm64 root if a board asks for one, create the boards; then bootstrap
-//! every board exactly as `lab bootstrap` does, start the control plane (`lab serve`,
+//! every board exactly as `lab bootstrap` does, apply the plan as `lab apply` does (every
+//! board gets its roles), start the control plane (`lab serve`,
 //! detached) and print where to look.
 
 use std::process::ExitCode;
@@ -19,6 +20,9 @@ pub struct UpArgs {
     /// `lab bootstrap`.
     #[arg(long)]
     pub no_bootstrap: bool,
+    /// Bootstrap the agents but give the boards no roles (apply later with `lab apply`).
+    #[arg(long)]
+    pub no_apply: bool,
     /// Where the control plane (`lab serve`, started in the background) serves the
     /// dashboard and API. Default: 127.0.0.1:7480.
     #[arg(long, env = super::serve::LISTEN_ENV, value_name = "ADDR")]
@@ -50,6 +54,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     let reports = super::bootstrap::run_bootstrap(ctx.clone(), &[]).await;
     let mut code = crate::job::summary(&reports);
+    if !args.no_apply {
+        println!();
+        let inv = ctx.inventory.clone();
+        let agents =
+            tokio::task::spawn_blocking(move || crate::agents::ClusterAgents::open(inv)).await??;
+        let applied =
+            super::plan::apply_cluster(&agents, std::time::Duration::from_secs(240), false).await?;
+        if applied != ExitCode::SUCCESS {
+            code = applied;
+        }
+    }
     let serve =
         super::serve::start_detached(ctx.state.root(), &inv_path, args.listen.as_deref()).await;
     let lab = super::lab_command();

@@ -57,9 +57,10 @@ pub fn assign(boards: &[Board]) -> AutoRoles {
     };
     let mut db_members = boards.iter().filter(|b| b.in_db_group()).count();
     let mut free: Vec<&Board> = auto.clone();
-    let mut give = |out: &mut AutoRoles, board: &Board, role: Role, why: String| {
+    let give = |out: &mut AutoRoles, board: &Board, role: Role, why: String| {
         out.roles.entry(board.name.clone()).or_default().push(role);
-        out.reasons.push(format!("{}: {} ({why})", board.name, role_word(role)));
+        out.reasons
+            .push(format!("{}: {} ({why})", board.name, role_word(role)));
     };
 
     let mut unplaced: Vec<(Role, String)> = Vec::new();
@@ -103,13 +104,23 @@ pub fn assign(boards: &[Board]) -> AutoRoles {
             );
             db_members += 1;
         } else {
-            give(&mut out, b, Role::App, "a board left over: one more app server".into());
+            give(
+                &mut out,
+                b,
+                Role::App,
+                "a board left over: one more app server".into(),
+            );
         }
     }
     // Needs left when there were too few auto boards: share them, biggest board first.
     for (i, (role, why)) in unplaced.into_iter().enumerate() {
         let b = auto[i % auto.len()];
-        give(&mut out, b, role, format!("{why}; shared: too few auto boards"));
+        give(
+            &mut out,
+            b,
+            role,
+            format!("{why}; shared: too few auto boards"),
+        );
     }
     out
 }
@@ -168,7 +179,11 @@ mod tests {
         assert_eq!(roles("f"), vec![Role::DbReplica]);
         assert_eq!(roles("c"), vec![Role::App]);
         assert_eq!(plan.reasons.len(), 7);
-        assert!(plan.reasons[0].contains("d has the most memory (2 GiB)"), "{}", plan.reasons[0]);
+        assert!(
+            plan.reasons[0].contains("d has the most memory (2 GiB)"),
+            "{}",
+            plan.reasons[0]
+        );
         // Stable: the same input in another order gives the same roles.
         let mut shuffled = boards.clone();
         shuffled.reverse();

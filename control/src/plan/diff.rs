@@ -213,6 +213,12 @@ mod tests {
             vec![Change::Stop { role: Role::Cache }]
         );
         let first = diff(&spec(1, vec![cache(64)]), None);
-        assert!(matches!(first.as_slice(), [Change::Start { role: Role::Cache, .. }]));
+        assert!(matches!(
+            first.as_slice(),
+            [Change::Start {
+                role: Role::Cache,
+                ..
+            }]
+        ));
     }
 }

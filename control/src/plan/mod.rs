@@ -164,7 +164,11 @@ pub fn desired(
         };
         let problems = spec.problems();
         if !problems.is_empty() {
-            anyhow::bail!("board `{}`: the plan is unusable: {}", b.name, problems.join("; "));
+            anyhow::bail!(
+                "board `{}`: the plan is unusable: {}",
+                b.name,
+                problems.join("; ")
+            );
         }
         boards.push(BoardPlan {
             board: b.name.clone(),
@@ -279,7 +283,10 @@ memory = "256MiB"
         let RoleConfig::DbReplica(d) = &board("db-1").spec.roles[0] else {
             panic!("db-1 is a replica")
         };
-        assert_eq!(d.primary.as_ref().map(|p| p.host.as_str()), Some("10.80.0.12"));
+        assert_eq!(
+            d.primary.as_ref().map(|p| p.host.as_str()),
+            Some("10.80.0.12")
+        );
         assert_eq!(d.buffer_pool_mb, 256);
         assert_eq!(d.client_hosts, "10.80.0.0/255.255.255.0");
         assert_eq!(board("cache-1").waiting, vec![Role::Lb]);
@@ -289,8 +296,13 @@ memory = "256MiB"
         assert_eq!((c.bind.as_str(), c.memory_mb), ("10.80.0.21", 64));
         assert!(plan.boards.iter().all(|b| b.spec.epoch == 1));
         // Server ids are unique.
-        let ids: std::collections::BTreeSet<u32> =
-            plan.topology.topology.server_ids.values().copied().collect();
+        let ids: std::collections::BTreeSet<u32> = plan
+            .topology
+            .topology
+            .server_ids
+            .values()
+            .copied()
+            .collect();
         assert_eq!(ids.len(), 3);
     }
 }

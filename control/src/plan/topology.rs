@@ -69,7 +69,12 @@ pub fn decide(members: &[Member], preferred: Option<&str>, stored: &Topology) ->
         previous => {
             let pick = preferred
                 .filter(|p| is_member(p))
-                .map(|p| (p.to_string(), "the inventory's preferred primary".to_string()))
+                .map(|p| {
+                    (
+                        p.to_string(),
+                        "the inventory's preferred primary".to_string(),
+                    )
+                })
                 .unwrap_or_else(|| {
                     let mut by_memory: Vec<&Member> = members.iter().collect();
                     by_memory.sort_by(|a, b| {
@@ -172,7 +177,10 @@ mod tests {
         let d = decide(&m, Some("db-1"), &failed_over);
         assert_eq!(d.topology.primary.as_deref(), Some("db-2"));
         assert!(!d.changed);
-        assert!(d.reason.unwrap_or_default().contains("inventory prefers db-1"));
+        assert!(d
+            .reason
+            .unwrap_or_default()
+            .contains("inventory prefers db-1"));
         assert!(!decide(&m, Some("db-1"), &first).changed);
     }
 

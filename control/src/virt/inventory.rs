@@ -58,6 +58,8 @@ pub fn create_virtual_boards(ctx: &ClusterContext) -> anyhow::Result<()> {
     use crate::inventory::VirtualArch;
     let mut say = |line: &str| eprintln!("  {line}");
     crate::host_setup::ensure(crate::host_setup::VIRTUAL_CLUSTER, &mut say)?;
+    // Virtual boards run the host's engines (their roots are the host's, or the arm64 root).
+    crate::host_setup::ensure(crate::host_setup::ENGINES, &mut say)?;
     if ctx
         .inventory
         .boards
