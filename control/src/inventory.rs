@@ -799,13 +799,16 @@ fn board_size(
     })
 }
 
+/// Where a check reports a problem: the span it is about, the board, the message.
+type ProblemSink<'a> = dyn FnMut(std::ops::Range<usize>, Option<&str>, String) + 'a;
+
 /// The `[db]` table checked against the boards: one preferred primary at most, a member of
 /// the group; a `[db]` table needs a group.
 fn db_group(
     raw: Option<&Spanned<RawDb>>,
     boards: &[Board],
     lines: &LineIndex,
-    problem: &mut dyn FnMut(std::ops::Range<usize>, Option<&str>, String),
+    problem: &mut ProblemSink,
 ) -> DbGroup {
     let members: Vec<&Board> = boards.iter().filter(|b| b.in_db_group()).collect();
     let marked: Vec<&Board> = boards
