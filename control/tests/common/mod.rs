@@ -43,7 +43,8 @@ impl TestCluster {
         Self::with_board_lines(prefix, &plain)
     }
 
-    /// Like [`TestCluster::new`], each board with extra inventory lines (e.g. `cpus = 0.5`).
+    /// Like [`TestCluster::new`], each board with extra inventory lines (e.g. `cpus = 0.5`,
+    /// `roles = ["db"]`; without a `roles` line a board has none).
     pub fn with_board_lines(prefix: &str, boards: &[(&str, &str, &str)]) -> Self {
         require_root();
         let (name, a, b) = unique(prefix);
@@ -54,8 +55,15 @@ impl TestCluster {
         let mut list = Vec::new();
         for (i, (board, arch, extra)) in boards.iter().enumerate() {
             let addr = format!("10.{a}.{b}.{}", 10 + i);
+            // No roles unless the test gives some: the foundation tests run bare agents
+            // (`lab up` applies the plan, and "auto" would start databases).
+            let roles = if extra.contains("roles =") {
+                ""
+            } else {
+                "roles = []\n"
+            };
             text.push_str(&format!(
-                "\n[[board]]\nname = \"{board}\"\naddress = \"{addr}\"\nroles = \"auto\"\narch = \"{arch}\"\n{extra}"
+                "\n[[board]]\nname = \"{board}\"\naddress = \"{addr}\"\n{roles}arch = \"{arch}\"\n{extra}"
             ));
             list.push((board.to_string(), addr));
         }
