@@ -24,7 +24,16 @@ fn app_password(cluster: &TestCluster) -> String {
 /// Run SQL as the app user over the cluster network with the real `mariadb` client.
 fn sql(cluster: &TestCluster, addr: &str, query: &str) -> Result<String, String> {
     let out = Command::new("mariadb")
-        .args(["-h", addr, "-P", "3306", "-u", "lab_app", "--batch", "--skip-column-names"])
+        .args([
+            "-h",
+            addr,
+            "-P",
+            "3306",
+            "-u",
+            "lab_app",
+            "--batch",
+            "--skip-column-names",
+        ])
         .args(["--connect-timeout=3", "-e", query])
         .env("MYSQL_PWD", app_password(cluster))
         .output()
@@ -39,7 +48,9 @@ fn sql(cluster: &TestCluster, addr: &str, query: &str) -> Result<String, String>
 /// memcached's `stats`, straight over TCP from the host.
 fn memcached_stats(addr: &str) -> Result<String, String> {
     let mut s = TcpStream::connect_timeout(
-        &format!("{addr}:11211").parse().map_err(|e| format!("{e}"))?,
+        &format!("{addr}:11211")
+            .parse()
+            .map_err(|e| format!("{e}"))?,
         Duration::from_secs(2),
     )
     .map_err(|e| e.to_string())?;
@@ -91,7 +102,11 @@ fn data_tier_from_plan_to_replication() {
             ("db-1", "native", "roles = [\"db-master\"]\n"),
             ("db-2", "native", "roles = [\"db\"]\n"),
             ("db-3", "native", "roles = [\"db\"]\n"),
-            ("cache-1", "native", "roles = [\"cache\"]\nmemory = \"256MiB\"\n"),
+            (
+                "cache-1",
+                "native",
+                "roles = [\"cache\"]\nmemory = \"256MiB\"\n",
+            ),
         ],
     );
     let addr = |name: &str| {
@@ -150,13 +165,15 @@ fn data_tier_from_plan_to_replication() {
     .expect("insert on the primary");
     for replica in ["db-2", "db-3"] {
         let a = addr(replica);
-        wait_for(&format!("the row on {replica}"), Duration::from_secs(30), || {
-            match sql(&cluster, &a, "SELECT name FROM labapp.users") {
+        wait_for(
+            &format!("the row on {replica}"),
+            Duration::from_secs(30),
+            || match sql(&cluster, &a, "SELECT name FROM labapp.users") {
                 Ok(rows) if rows.lines().any(|l| l == "ada") => Ok(()),
                 Ok(rows) => Err(format!("rows: {rows:?}")),
                 Err(e) => Err(e),
-            }
-        });
+            },
+        );
         assert_eq!(sql(&cluster, &a, "SELECT @@read_only").as_deref(), Ok("1"));
         let refused = sql(
             &cluster,
@@ -213,7 +230,11 @@ fn data_tier_from_plan_to_replication() {
         })
         .collect();
     let expected = [
-        ("cache-1".to_string(), "stop".to_string(), "cache".to_string()),
+        (
+            "cache-1".to_string(),
+            "stop".to_string(),
+            "cache".to_string(),
+        ),
         ("db-3".to_string(), "start".to_string(), "cache".to_string()),
     ]
     .into_iter()
@@ -251,11 +272,17 @@ fn data_tier_from_plan_to_replication() {
     )
     .expect("insert on the primary");
     let a = addr("db-2");
-    wait_for("db-2 replicating after its restart", Duration::from_secs(90), || {
-        match sql(&cluster, &a, "SELECT name FROM labapp.users WHERE name = 'grace'") {
+    wait_for(
+        "db-2 replicating after its restart",
+        Duration::from_secs(90),
+        || match sql(
+            &cluster,
+            &a,
+            "SELECT name FROM labapp.users WHERE name = 'grace'",
+        ) {
             Ok(rows) if rows == "grace" => Ok(()),
             Ok(rows) => Err(format!("rows: {rows:?}")),
             Err(e) => Err(e),
-        }
-    });
+        },
+    );
 }

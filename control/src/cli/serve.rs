@@ -22,7 +22,6 @@ use tokio_util::task::TaskTracker;
 
 use super::InventoryArg;
 use crate::agents::ClusterAgents;
-use crate::inventory::RoleSpec;
 use crate::metrics::client::{ServeClient, ADDR_FILE, EVENTS_FILE, LOG_FILE, PID_FILE};
 use crate::metrics::events::{EventKind, EventLog};
 use crate::metrics::ingest::{self, Target};
@@ -105,6 +104,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let events = EventLog::with_file(state_dir.join(EVENTS_FILE), &tracker, shutdown.clone());
+    // Boards are labelled with their planned roles: auto roles filled in, the db primary as
+    // the topology has it (not the inventory's wish).
+    let stored = crate::plan::topology::load(&state_dir).unwrap_or_default();
+    let mut planned = crate::plan::planned_roles(&ctx.inventory, &stored);
     let boards: Vec<BoardInfo> = ctx
         .inventory
         .boards
@@ -112,10 +115,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .map(|b| BoardInfo {
             name: b.name.clone(),
             address: b.address.clone(),
-            roles: match &b.roles {
-                RoleSpec::Auto => Vec::new(),
-                RoleSpec::Given(r) => r.clone(),
-            },
+            roles: planned.remove(&b.name).unwrap_or_default(),
         })
         .collect();
     let store = Arc::new(MetricsStore::new(

@@ -57,6 +57,58 @@ pub fn has_engine(role: Role) -> bool {
     matches!(role, Role::Cache | Role::DbMaster | Role::DbReplica)
 }
 
+/// Every board's roles (auto roles filled, db members resolved to db-master / db-replica by
+/// the topology), without building specs: what `lab serve` labels boards with.
+pub fn planned_roles(inv: &Inventory, stored: &Topology) -> BTreeMap<String, Vec<Role>> {
+    resolve(inv, stored).0
+}
+
+/// Roles per board, the topology decision, and the auto planner's reasons.
+fn resolve(
+    inv: &Inventory,
+    stored: &Topology,
+) -> (BTreeMap<String, Vec<Role>>, Decision, Vec<String>) {
+    let auto = auto::assign(&inv.boards);
+    let given: BTreeMap<String, Vec<Role>> = inv
+        .boards
+        .iter()
+        .map(|b| {
+            let roles = match &b.roles {
+                RoleSpec::Given(r) => r.clone(),
+                RoleSpec::Auto => auto.roles.get(&b.name).cloned().unwrap_or_default(),
+            };
+            (b.name.clone(), roles)
+        })
+        .collect();
+    let is_db = |r: &Role| matches!(r, Role::DbMaster | Role::DbReplica);
+    let members: Vec<Member> = inv
+        .boards
+        .iter()
+        .filter(|b| given.get(&b.name).is_some_and(|r| r.iter().any(is_db)))
+        .map(|b| Member {
+            name: b.name.clone(),
+            memory: b.known_memory(),
+        })
+        .collect();
+    let decision = topology::decide(&members, inv.db.preferred_primary.as_deref(), stored);
+    let primary = decision.topology.primary.clone();
+    let roles = given
+        .into_iter()
+        .map(|(name, roles)| {
+            let roles = roles
+                .into_iter()
+                .map(|r| match r {
+                    r if is_db(&r) && primary.as_deref() == Some(name.as_str()) => Role::DbMaster,
+                    r if is_db(&r) => Role::DbReplica,
+                    other => other,
+                })
+                .collect();
+            (name, roles)
+        })
+        .collect();
+    (roles, decision, auto.reasons)
+}
+
 /// The desired state of every board. `addresses` is each board's IP on the cluster network
 /// (what engines bind to); `stored` the topology kept in the state dir; `users` the database
 /// users with the cluster's passwords.
@@ -66,27 +118,7 @@ pub fn desired(
     stored: &Topology,
     users: &DbUsers,
 ) -> anyhow::Result<Plan> {
-    let auto = auto::assign(&inv.boards);
-    let roles_of = |name: &str, given: &RoleSpec| -> Vec<Role> {
-        match given {
-            RoleSpec::Given(r) => r.clone(),
-            RoleSpec::Auto => auto.roles.get(name).cloned().unwrap_or_default(),
-        }
-    };
-    let members: Vec<Member> = inv
-        .boards
-        .iter()
-        .filter(|b| {
-            roles_of(&b.name, &b.roles)
-                .iter()
-                .any(|r| matches!(r, Role::DbMaster | Role::DbReplica))
-        })
-        .map(|b| Member {
-            name: b.name.clone(),
-            memory: b.known_memory(),
-        })
-        .collect();
-    let decision = topology::decide(&members, inv.db.preferred_primary.as_deref(), stored);
+    let (mut planned, decision, mut reasons) = resolve(inv, stored);
     let topo = &decision.topology;
     let address = |name: &str| -> anyhow::Result<IpAddr> {
         addresses
@@ -111,17 +143,7 @@ pub fn desired(
         let mut roles = Vec::new();
         let mut configs = Vec::new();
         let mut waiting = Vec::new();
-        for role in roles_of(&b.name, &b.roles) {
-            let role = match role {
-                Role::DbMaster | Role::DbReplica => {
-                    if topo.primary.as_deref() == Some(b.name.as_str()) {
-                        Role::DbMaster
-                    } else {
-                        Role::DbReplica
-                    }
-                }
-                other => other,
-            };
+        for role in planned.remove(&b.name).unwrap_or_default() {
             roles.push(role);
             if !has_engine(role) {
                 waiting.push(role);
@@ -177,7 +199,6 @@ pub fn desired(
             waiting,
         });
     }
-    let mut reasons = auto.reasons;
     reasons.extend(decision.reason.clone());
     Ok(Plan {
         boards,
