@@ -13,6 +13,7 @@
 //! - [`files`]: the files kept on every board.
 //! - [`plan`]: probe + desired files -> what to upload and whether to restart (pure).
 
+pub mod engines;
 pub mod files;
 pub mod plan;
 pub mod probe;
@@ -275,6 +276,43 @@ async fn bootstrap_board(
         .get(triple)
         .await
         .map_err(|e| local(&board.name, e))?;
+
+    // The engines the board's planned roles need, installed from its distribution.
+    let topology = crate::plan::topology::load(ctx.state.root()).unwrap_or_default();
+    let roles = crate::plan::planned_roles(&ctx.inventory, &topology)
+        .remove(&board.name)
+        .unwrap_or_default();
+    let missing = engines::missing(&roles, &probe);
+    if !missing.is_empty() {
+        let names: Vec<&str> = missing.iter().map(|r| r.package).collect();
+        if !probe.apt {
+            return Err(JobFailure::new(
+                FailureCause::Command,
+                format!(
+                    "{}: its roles need {} and the board has no apt-get: install them by hand",
+                    board.name,
+                    names.join(", ")
+                ),
+            ));
+        }
+        job.step(Step::InstallingPackages {
+            packages: names.join(" "),
+        });
+        let cmd = engines::install_command(&missing, sudo);
+        let out = ssh_step(conn.clone(), move |c| c.run(&cmd)).await?;
+        if out.status != 0 {
+            return Err(JobFailure::new(
+                FailureCause::Command,
+                format!(
+                    "{}: installing {} failed: {}",
+                    board.name,
+                    names.join(", "),
+                    crate::report::last_lines(&out.output, 5)
+                ),
+            ));
+        }
+        job.note(&format!("installed {}", names.join(", ")));
+    }
 
     // What the board should have, compared with what it has.
     let listen_ip = board

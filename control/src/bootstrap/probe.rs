@@ -22,6 +22,10 @@ pub struct Probe {
     pub init: Init,
     /// path -> hex SHA-256, for the managed files that exist.
     pub hashes: HashMap<String, String>,
+    /// The engine binaries ([`crate::host_setup::ENGINES`]) the board has.
+    pub engines: Vec<String>,
+    /// The board has `apt-get` (engine packages can be installed).
+    pub apt: bool,
 }
 
 pub fn probe_command(paths: &[&str], sudo: bool) -> RemoteCommand {
@@ -30,11 +34,20 @@ if [ -r /etc/os-release ]; then . /etc/os-release; fi
 echo "lab:os=${PRETTY_NAME:-unknown}"
 if [ -d /run/systemd/system ]; then echo lab:init=systemd; else echo lab:init=other; fi
 for f in "$@"; do
-  if [ -f "$f" ]; then echo "lab:sha256=$f $(sha256sum "$f" | cut -d' ' -f1)"; fi
-done"#;
+  case "$f" in
+    engine:*) if [ -x "${f#engine:}" ]; then echo "lab:engine=${f#engine:}"; fi ;;
+    *) if [ -f "$f" ]; then echo "lab:sha256=$f $(sha256sum "$f" | cut -d' ' -f1)"; fi ;;
+  esac
+done
+if command -v apt-get >/dev/null 2>&1; then echo lab:apt=yes; fi"#;
     RemoteCommand::shell(script)
         .arg("lab-probe")
         .args(paths.iter().copied())
+        .args(
+            crate::host_setup::ENGINES
+                .iter()
+                .map(|r| format!("engine:{}", r.provides)),
+        )
         .sudo(sudo)
 }
 
@@ -43,6 +56,8 @@ pub fn parse_probe(output: &str) -> Result<Probe, String> {
     let mut os = "unknown".to_string();
     let mut init = Init::Other;
     let mut hashes = HashMap::new();
+    let mut engines = Vec::new();
+    let mut apt = false;
     for line in output.lines() {
         let Some(rest) = line.trim().strip_prefix("lab:") else {
             continue;
@@ -60,6 +75,8 @@ pub fn parse_probe(output: &str) -> Result<Probe, String> {
                     Init::Other
                 }
             }
+            "engine" => engines.push(value.to_string()),
+            "apt" => apt = value == "yes",
             "sha256" => {
                 if let Some((path, hash)) = value.rsplit_once(' ') {
                     if hash.len() == 64 {
@@ -81,6 +98,8 @@ pub fn parse_probe(output: &str) -> Result<Probe, String> {
         os,
         init,
         hashes,
+        engines,
+        apt,
     })
 }
 
@@ -90,8 +109,10 @@ mod tests {
 
     #[test]
     fn parses_a_raspberry_pi_answer() {
-        let out = "motd noise\nlab:arch=aarch64\nlab:os=Debian GNU/Linux 12 (bookworm)\nlab:init=systemd\nlab:sha256=/usr/local/bin/lab-agent 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n";
+        let out = "motd noise\nlab:arch=aarch64\nlab:os=Debian GNU/Linux 12 (bookworm)\nlab:init=systemd\nlab:sha256=/usr/local/bin/lab-agent 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\nlab:engine=/usr/bin/memcached\nlab:apt=yes\n";
         let p = parse_probe(out).expect("probe");
+        assert_eq!(p.engines, vec!["/usr/bin/memcached".to_string()]);
+        assert!(p.apt);
         assert_eq!(p.machine, "aarch64");
         assert_eq!(p.os, "Debian GNU/Linux 12 (bookworm)");
         assert_eq!(p.init, Init::Systemd);
@@ -108,6 +129,9 @@ mod tests {
     fn command_passes_paths_as_arguments() {
         let c = probe_command(&["/etc/lab/agent.toml"], true).to_shell();
         assert!(c.starts_with("sudo -n -- sh -c "), "{c}");
-        assert!(c.ends_with(" lab-probe /etc/lab/agent.toml"), "{c}");
+        assert!(
+            c.ends_with(" lab-probe /etc/lab/agent.toml engine:/usr/sbin/nginx engine:/usr/bin/memcached engine:/usr/sbin/mariadbd"),
+            "{c}"
+        );
     }
 }

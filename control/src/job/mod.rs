@@ -47,6 +47,10 @@ pub enum Step {
     },
     WaitingHealthy,
     StoppingAgent,
+    /// Installing the engine packages the board's roles need.
+    InstallingPackages {
+        packages: String,
+    },
 }
 
 impl Step {
@@ -69,6 +73,7 @@ impl Step {
             Step::StartingAgent { restart: false } => "ensuring agent runs".into(),
             Step::WaitingHealthy => "waiting for the agent's mTLS health answer".into(),
             Step::StoppingAgent => "stopping agent".into(),
+            Step::InstallingPackages { packages } => format!("installing {packages}"),
         }
     }
 }
