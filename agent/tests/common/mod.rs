@@ -121,6 +121,7 @@ impl Board {
             tls_cert: path("agent.pem").display().to_string(),
             tls_key: path("agent.key").display().to_string(),
             state_dir: path("state").display().to_string(),
+            log_dir: path("log").display().to_string(),
             collectors: Vec::new(),
         };
         let config_path = path("agent.toml");
