@@ -211,8 +211,17 @@ impl Db {
         Ok(())
     }
 
-    /// One probe: root can log in over the socket.
+    /// One probe: root can log in over the socket, and the TCP port accepts (a server that
+    /// could not bind its address is not ready, whatever its socket says).
     pub async fn ready(&mut self) -> anyhow::Result<()> {
+        let address = format!("{}:{}", self.config.bind, self.config.port);
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(&address),
+        )
+        .await
+        .with_context(|| format!("{address}: no answer within 2 s"))?
+        .with_context(|| format!("connecting to {address}"))?;
         let opts = mysql_async::OptsBuilder::default()
             .socket(Some(self.paths.socket.display().to_string()))
             .user(Some("root"));

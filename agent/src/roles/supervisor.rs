@@ -103,6 +103,13 @@ impl RoleEngine {
         }
     }
 
+    fn log(&self) -> &Path {
+        match self {
+            RoleEngine::Cache(c) => &c.log,
+            RoleEngine::Db(d) => &d.log,
+        }
+    }
+
     fn ready_within(&self) -> Duration {
         match self {
             RoleEngine::Cache(_) => memcached::READY_WITHIN,
@@ -259,6 +266,11 @@ async fn run(
     running: &(dyn Fn(String) + Sync),
 ) -> Ended {
     let name = engine.name();
+    if let Some(dir) = engine.log().parent() {
+        if let Err(err) = tokio::fs::create_dir_all(dir).await {
+            return Ended::Failed(format!("cannot create {}: {err}", dir.display()));
+        }
+    }
     let command = tokio::select! {
         _ = cancel.cancelled() => return Ended::Cancelled,
         prepared = engine.prepare() => match prepared {
@@ -266,11 +278,6 @@ async fn run(
             Err(err) => return Ended::Failed(format!("{err:#}")),
         },
     };
-    if let Some(dir) = command.log.as_deref().and_then(Path::parent) {
-        if let Err(err) = tokio::fs::create_dir_all(dir).await {
-            return Ended::Failed(format!("cannot create {}: {err}", dir.display()));
-        }
-    }
     let proc = match EngineProcess::start(command) {
         Ok(p) => process.insert(p),
         Err(err) => return Ended::Failed(super::error_chain(&err)),
