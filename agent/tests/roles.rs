@@ -123,6 +123,14 @@ impl Agent {
         .await
     }
 
+    async fn metrics(&self) -> String {
+        let (status, body) = get(self.addr(), self.client.clone(), paths::METRICS, None)
+            .await
+            .expect("GET /metrics");
+        assert_eq!(status, StatusCode::OK);
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
     fn spec_file(&self) -> std::path::PathBuf {
         std::path::Path::new(&self.board.config.state_dir).join("spec.json")
     }
@@ -472,6 +480,26 @@ async fn a_replica_follows_its_primary() {
     );
     drop((on_replica, on_primary));
 
+    // The sampler follows the spec: the replica's role is sampled over its socket as the
+    // monitor user (whose grants arrived through replication).
+    wait_for("the replica's figures", Duration::from_secs(15), || async {
+        let text = replica.metrics().await;
+        let up = "lab_mariadb_up{role=\"db-replica\"} 1";
+        let replicating = "lab_mariadb_slave_io_running{role=\"db-replica\"} 1";
+        if text.contains(up) && text.contains(replicating) {
+            Ok(())
+        } else {
+            Err(text
+                .lines()
+                .filter(|l| l.contains("mariadb"))
+                .collect::<Vec<_>>()
+                .join("\n"))
+        }
+    })
+    .await;
+    let rss = rss_kib(std::process::id());
+    println!("test process (both agents, in-process) RSS while supervising: {rss} KiB");
+
     let (primary_state, replica_state) = (
         primary.board.config.state_dir.clone(),
         replica.board.config.state_dir.clone(),
@@ -529,4 +557,147 @@ async fn an_engine_that_cannot_start_is_reported_and_the_other_role_runs() {
     agent.stop().await;
     assert_no_mariadbd(&state_dir).await;
     assert!(processes_with("memcached -l 203.0.113.1").is_empty());
+}
+
+/// The real binary, as a board runs it: `lab-agent serve`; SIGKILLed (with whatever engines
+/// it left) if the test fails half-way.
+struct AgentProcess {
+    child: std::process::Child,
+    markers: Vec<String>,
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for marker in &self.markers {
+            for p in processes_with(marker) {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(p.pgrp),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_binary_stops_its_engines_on_sigterm() {
+    engines::ensure_engines();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let board = Board::new(&addr.to_string());
+    std::fs::set_permissions(board.dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod temp dir");
+    let (cache_addr, db_addr) = (engines::unique_loopback(), engines::unique_loopback());
+    let mut agent = AgentProcess {
+        child: std::process::Command::new(env!("CARGO_BIN_EXE_lab-agent"))
+            .args(["serve", "--config"])
+            .arg(&board.config_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start lab-agent serve"),
+        markers: vec![
+            memcached_marker(cache_addr),
+            format!("--defaults-file={}/db/my.cnf", board.config.state_dir),
+        ],
+    };
+    let client = client_config(&board.ca.pem(), Some(&board.ca.control_client()));
+    let before_kib = wait_for("the agent answers", Duration::from_secs(20), || async {
+        get(
+            addr,
+            client.clone(),
+            paths::HEALTH,
+            Some(&common::protocol()),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok(rss_kib(agent.child.id()))
+    })
+    .await;
+    let mut spec = cache(cache_addr, 1);
+    spec.roles.push(RoleConfig::DbMaster(db(3, db_addr, None)));
+    let (status, body) = put(
+        addr,
+        client.clone(),
+        paths::SPEC,
+        serde_json::to_vec(&spec).expect("json"),
+    )
+    .await
+    .expect("PUT");
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    wait_for("both roles running", Duration::from_secs(90), || async {
+        let (_, body) = get(
+            addr,
+            client.clone(),
+            paths::HEALTH,
+            Some(&common::protocol()),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let health: Health = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        if health.roles.len() == 2 && health.roles.iter().all(|r| r.state == RoleState::Running) {
+            Ok(())
+        } else {
+            Err(format!("{:?}", health.roles))
+        }
+    })
+    .await;
+    // Both roles sampled (the collectors followed the spec), then the agent's own memory.
+    wait_for("both roles sampled", Duration::from_secs(15), || async {
+        let (_, body) = get(addr, client.clone(), paths::METRICS, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let wanted = [
+            "lab_memcached_up{role=\"cache\"} 1",
+            "lab_mariadb_up{role=\"db-master\"} 1",
+        ];
+        if wanted.iter().all(|w| text.contains(w)) {
+            Ok(())
+        } else {
+            Err(text
+                .lines()
+                .filter(|l| l.contains("_up"))
+                .collect::<Vec<_>>()
+                .join("; "))
+        }
+    })
+    .await;
+    let supervising_kib = rss_kib(agent.child.id());
+    println!(
+        "lab-agent (debug build) RSS: {before_kib} KiB idle, {supervising_kib} KiB supervising \
+         memcached + mariadbd"
+    );
+    assert_eq!(processes_with(&agent.markers[0]).len(), 1);
+    assert!(!processes_with(&agent.markers[1]).is_empty());
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(agent.child.id()).expect("pid")),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let exited = tokio::task::block_in_place(|| agent.child.wait()).expect("wait");
+    assert!(exited.success(), "{exited}");
+    for marker in &agent.markers {
+        assert!(
+            processes_with(marker).is_empty(),
+            "{marker} outlived the agent"
+        );
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
