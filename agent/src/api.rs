@@ -7,7 +7,10 @@
 //! Every non-2xx answer has an [`ApiError`] JSON body, unknown paths and wrong methods
 //! included.
 //!
-//! - `GET /v1/health`: [`Health`], from the sampler's latest sample.
+//! - `GET /v1/health`: [`Health`], from the sampler's latest sample and the roles' statuses.
+//! - `PUT /v1/spec`: the board's desired state ([`crate::roles::store`] decides; the body is
+//!   parsed here by hand so a malformed one gets a 400 naming the JSON error). `GET
+//!   /v1/spec`: the spec held, `null` before the first (500 when the stored one is unusable).
 //! - `GET /v1/samples/stream`: NDJSON samples ([`crate::stream`]).
 //! - `GET /metrics`: Prometheus text of the latest sample ([`lab_api::prometheus`]).
 
@@ -22,10 +25,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use bytes::Bytes;
 use lab_api::{paths, ApiError, Health, PROTOCOL_HEADER, PROTOCOL_VERSION};
 use tokio::sync::watch;
 
 use crate::host::{BootClock, HostFacts};
+use crate::roles::Roles;
 use crate::sampler::Latest;
 use crate::stream::SampleStream;
 
@@ -37,24 +42,32 @@ pub struct AppState {
     boot: BootClock,
     started: Instant,
     samples: watch::Receiver<Latest>,
+    roles: Roles,
 }
 
 impl AppState {
     /// State for board `board`, reading the host facts now; `started` is when the agent
     /// process started.
-    pub fn new(board: &str, started: Instant, samples: watch::Receiver<Latest>) -> Self {
+    pub fn new(
+        board: &str,
+        started: Instant,
+        samples: watch::Receiver<Latest>,
+        roles: Roles,
+    ) -> Self {
         AppState {
             board: board.into(),
             facts: Arc::new(HostFacts::read()),
             boot: BootClock::measure(),
             started,
             samples,
+            roles,
         }
     }
 
     fn health(&self) -> Health {
         let sample = self.samples.borrow().sample.clone();
         let host = &sample.host;
+        let (spec_epoch, roles) = self.roles.health();
         Health {
             protocol_version: PROTOCOL_VERSION,
             agent_version: crate::VERSION.to_string(),
@@ -73,8 +86,8 @@ impl AppState {
                 .saturating_sub(host.mem_available_bytes),
             mem_total_bytes: host.mem_total_bytes,
             binary_sha256: self.facts.binary_sha256.clone(),
-            spec_epoch: None,
-            roles: Vec::new(),
+            spec_epoch,
+            roles,
         }
     }
 }
@@ -83,6 +96,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route(paths::HEALTH, get(health))
+        .route(paths::SPEC, get(get_spec).put(put_spec))
         .route(paths::SAMPLES_STREAM, get(samples_stream))
         .route(paths::METRICS, get(metrics))
         .fallback(not_found)
@@ -93,6 +107,24 @@ pub fn router(state: AppState) -> Router {
 
 async fn health(State(state): State<AppState>) -> Json<Health> {
     Json(state.health())
+}
+
+async fn put_spec(State(state): State<AppState>, body: Bytes) -> Response {
+    match state.roles.put(&body).await {
+        Ok(accepted) => Json(accepted).into_response(),
+        Err(err) => {
+            let message = crate::roles::error_chain(&err);
+            log::warn!("refused a spec: {message}");
+            error_response(err.status(), message)
+        }
+    }
+}
+
+async fn get_spec(State(state): State<AppState>) -> Response {
+    if let Some(problem) = state.roles.load_problem() {
+        return error_response(StatusCode::INTERNAL_SERVER_ERROR, problem.to_string());
+    }
+    Json(state.roles.held().as_deref().cloned()).into_response()
 }
 
 async fn samples_stream(State(state): State<AppState>) -> Response {

@@ -27,6 +27,9 @@
 //! - [`engine`]: role engines as child processes, each the leader of its own process group,
 //!   stopped whole (signal, deadline, SIGKILL to the group, nothing left): the foundation of
 //!   the per-role supervision.
+//! - [`roles`]: the role contract's agent side: `PUT /v1/spec` stored atomically, the
+//!   reconciler converging to it, one supervisor per role (memcached, MariaDB primary or
+//!   replica), the per-role statuses health reports.
 //! - [`host`]: facts about the board (hostname, OS, kernel, boot age), read once.
 //! - [`procfs`]: pure parsers for the `/proc` and `/etc` files the agent reads, unit tested on
 //!   captured text.
@@ -48,6 +51,7 @@ pub mod hostmetrics;
 pub mod logging;
 pub mod pidfile;
 pub mod procfs;
+pub mod roles;
 pub mod sampler;
 pub mod server;
 pub mod shutdown;

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{self, AppState};
+use crate::roles::Roles;
 use crate::sampler;
 use crate::tls::{self, TlsError};
 
@@ -50,8 +51,7 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     acceptor: TlsAcceptor,
-    board: String,
-    collectors: Vec<lab_api::CollectorConfig>,
+    config: AgentConfig,
 }
 
 impl Server {
@@ -74,8 +74,7 @@ impl Server {
             listener,
             local_addr,
             acceptor: TlsAcceptor::from(tls),
-            board: config.board.clone(),
-            collectors: config.collectors.clone(),
+            config: config.clone(),
         })
     }
 
@@ -85,17 +84,30 @@ impl Server {
     }
 
     /// Serves until `shutdown` is cancelled, then drains connections (at most
-    /// [`SHUTDOWN_GRACE`]) and returns.
+    /// [`SHUTDOWN_GRACE`]), stops every role engine whole, and returns.
     pub async fn run(self, shutdown: CancellationToken) {
         let started = Instant::now();
         let tracker = TaskTracker::new();
-        let samples =
-            sampler::spawn(&tracker, shutdown.clone(), &self.board, &self.collectors).await;
-        let app = api::router(AppState::new(&self.board, started, samples));
+        // Engines' processes orphaned by a dead master come back to us to be reaped.
+        if let Err(err) = crate::engine::group::become_subreaper() {
+            log::warn!("cannot become the subreaper of the role engines: {err}");
+        }
+        let board = self.config.board.clone();
+        let (roles, roles_task) = Roles::start(&self.config, shutdown.clone()).await;
+        let samples = sampler::spawn(
+            &tracker,
+            shutdown.clone(),
+            &board,
+            &self.config.collectors,
+            roles.subscribe(),
+            roles.db_paths().socket,
+        )
+        .await;
+        let app = api::router(AppState::new(&board, started, samples, roles));
         log::info!(
             "lab-agent {} serving board {} on https://{} (mutual TLS)",
             crate::VERSION,
-            self.board,
+            board,
             self.local_addr
         );
 
@@ -133,6 +145,11 @@ impl Server {
                 tracker.len(),
                 SHUTDOWN_GRACE.as_secs()
             );
+        }
+        // Not under the grace: each engine has its own stop deadline, then its group is
+        // SIGKILLed; none outlives the agent.
+        if let Err(err) = roles_task.await {
+            log::error!("the roles' reconciler failed: {err}");
         }
         log::info!("server on {} stopped", self.local_addr);
     }

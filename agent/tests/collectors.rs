@@ -10,10 +10,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::engines::{self, stop_whole};
-use lab_agent::collect::{mysql, Collector};
+use lab_agent::collect::Collector;
 use lab_agent::engine::{EngineCommand, EngineProcess, StopMode, StopSignals};
 use lab_api::metrics::RoleSample;
 use lab_api::CollectorConfig;
+use mysql_async::prelude::Queryable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -185,22 +186,26 @@ async fn mariadb_status_over_unix_socket() {
     assert!(figure(&before, "threads_connected") >= 1.0);
     assert!(before.labels.iter().any(|(k, _)| k == "gtid_current_pos"));
 
-    // A user with a password, over the same socket: mysql_native_password.
-    let target = mysql::parse_target(&format!("root@{}", socket.display()));
-    let mut root = mysql::Connection::connect(&target)
+    // A user with a password, over the same socket (mysql_native_password, MariaDB's
+    // default), created through mysql_async as root by unix_socket.
+    let opts = mysql_async::OptsBuilder::default()
+        .socket(Some(socket.display().to_string()))
+        .user(Some("root"));
+    let mut root = mysql_async::Conn::new(opts)
         .await
         .expect("root via unix_socket");
-    root.query("CREATE USER lab@localhost IDENTIFIED BY 'pa:ss@word'")
+    root.query_drop("CREATE USER lab@localhost IDENTIFIED BY 'pa:ss@word'")
         .await
         .expect("create user");
-    root.query("GRANT PROCESS, SLAVE MONITOR ON *.* TO lab@localhost")
+    root.query_drop("GRANT PROCESS, SLAVE MONITOR ON *.* TO lab@localhost")
         .await
-        .or(root
-            .query("GRANT PROCESS, REPLICATION CLIENT ON *.* TO lab@localhost")
-            .await)
         .expect("grant");
-    let set = root.query("SELECT 1 + 1, NULL").await.expect("select");
-    assert_eq!(set.rows, vec![vec![Some("2".to_string()), None]]);
+    let row: Option<(Option<String>, Option<String>)> = root
+        .query_first("SELECT 1 + 1, NULL")
+        .await
+        .expect("select");
+    assert_eq!(row, Some((Some("2".to_string()), None)));
+    root.disconnect().await.expect("disconnect");
 
     let address = format!("lab:pa:ss@word@{}", socket.display());
     let mut with_password = Collector::new(config("db-master", "mariadb", address));

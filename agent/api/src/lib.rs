@@ -106,11 +106,18 @@ pub struct AgentConfig {
     pub tls_cert: String,
     /// Path of the board's private key.
     pub tls_key: String,
-    /// Agent state directory.
+    /// Agent state directory (the held spec, the engines' configs and data).
     pub state_dir: String,
+    /// Where the role engines' logs go (`<log_dir>/<engine>.log`).
+    #[serde(default = "default_log_dir")]
+    pub log_dir: String,
     /// Role engines whose figures the agent samples (assigned by the control plane).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub collectors: Vec<CollectorConfig>,
+}
+
+fn default_log_dir() -> String {
+    board_paths::LOG_DIR.to_string()
 }
 
 /// One role engine the agent samples each second.

@@ -1,4 +1,5 @@
-//! MariaDB collector: keeps one connection (see [`super::mysql`]) and runs, each sample,
+//! MariaDB collector: keeps one `mysql_async` connection (any auth plugin the server
+//! offers, caching_sha2_password included) and runs, each sample,
 //! `SHOW GLOBAL STATUS WHERE Variable_name IN (...)`, `SELECT @@read_only,
 //! @@gtid_current_pos` and `SHOW SLAVE STATUS` (MariaDB 10.11). The address is
 //! `user:password@host:port`, `user@/path/to/socket` (unix_socket authentication) or a bare
@@ -12,8 +13,66 @@
 //!
 //! Labels: `gtid_current_pos`.
 
-use super::mysql::{parse_target, Connection, ResultSet, Target};
+use mysql_async::prelude::Queryable;
+
 use super::{counter, gauge, CollectError, Reading};
+pub use crate::roles::sql::ResultSet;
+
+/// Where and as whom the collector connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub user: String,
+    pub password: String,
+    /// `host:port`, or an absolute unix socket path.
+    pub endpoint: String,
+}
+
+impl Target {
+    fn opts(&self) -> mysql_async::Opts {
+        let builder = mysql_async::OptsBuilder::default()
+            .user(Some(self.user.clone()))
+            .pass((!self.password.is_empty()).then(|| self.password.clone()));
+        let builder = if self.endpoint.starts_with('/') {
+            builder.socket(Some(self.endpoint.clone()))
+        } else {
+            let (host, port) = self
+                .endpoint
+                .rsplit_once(':')
+                .map_or((self.endpoint.as_str(), "3306"), |(h, p)| (h, p));
+            builder
+                .ip_or_hostname(host)
+                .tcp_port(port.parse().unwrap_or(3306))
+                .prefer_socket(false)
+        };
+        builder.into()
+    }
+}
+
+/// `user:password@host:port`, `user@/path/to/socket` or a bare endpoint (user `root`); the
+/// password may contain `:` and `@` (the last `@` ends it). A host without a port gets 3306.
+pub fn parse_target(address: &str) -> Target {
+    let (userinfo, endpoint) = match address.rfind('@') {
+        Some(at) => (&address[..at], &address[at + 1..]),
+        None => ("root", address),
+    };
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let endpoint = if endpoint.starts_with('/') || endpoint.contains(':') {
+        endpoint.to_string()
+    } else {
+        format!("{endpoint}:3306")
+    };
+    Target {
+        user: user.to_string(),
+        password: password.to_string(),
+        endpoint,
+    }
+}
+
+/// Where `address` points, without its password (for logs).
+pub fn redacted(address: &str) -> String {
+    let target = parse_target(address);
+    format!("{}@{}", target.user, target.endpoint)
+}
 
 const STATUS: &str = "SHOW GLOBAL STATUS WHERE Variable_name IN \
     ('Questions', 'Threads_connected', 'Threads_running')";
@@ -23,7 +82,7 @@ const REPLICA: &str = "SHOW SLAVE STATUS";
 /// The collector's state: where to connect and the open connection, if any.
 pub struct Mariadb {
     target: Target,
-    connection: Option<Connection>,
+    connection: Option<mysql_async::Conn>,
 }
 
 impl Mariadb {
@@ -44,11 +103,11 @@ impl Mariadb {
             Some(conn) => conn,
             None => self
                 .connection
-                .insert(Connection::connect(&self.target).await?),
+                .insert(mysql_async::Conn::new(self.target.opts()).await?),
         };
-        let status = conn.query(STATUS).await?;
-        let flags = conn.query(FLAGS).await?;
-        let replica = conn.query(REPLICA).await?;
+        let status = ResultSet::from_rows(conn.query(STATUS).await?);
+        let flags = ResultSet::from_rows(conn.query(FLAGS).await?);
+        let replica = ResultSet::from_rows(conn.query(REPLICA).await?);
         Ok(reading(&status, &flags, &replica))
     }
 }
@@ -170,6 +229,18 @@ mod tests {
             r.labels,
             [("gtid_current_pos".to_string(), "0-1-42".to_string())]
         );
+    }
+
+    #[test]
+    fn targets_keep_passwords_with_colons_and_ats() {
+        let t = parse_target("lab:pa:ss@word@/run/mysqld.sock");
+        assert_eq!(
+            (t.user.as_str(), t.password.as_str(), t.endpoint.as_str()),
+            ("lab", "pa:ss@word", "/run/mysqld.sock")
+        );
+        assert_eq!(parse_target("db1").endpoint, "db1:3306");
+        assert_eq!(parse_target("/s").user, "root");
+        assert_eq!(redacted("m:secret@10.0.0.1:3306"), "m@10.0.0.1:3306");
     }
 
     #[test]

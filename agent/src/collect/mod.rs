@@ -8,11 +8,11 @@
 //!
 //! - [`nginx`]: `stub_status` over plain HTTP.
 //! - [`memcached`]: the `stats` command over TCP.
-//! - [`mariadb`]: status, read-only flag and replication over the MySQL protocol ([`mysql`]).
+//! - [`mariadb`]: status, read-only flag and replication over the MySQL protocol
+//!   (`mysql_async`).
 
 pub mod mariadb;
 pub mod memcached;
-pub mod mysql;
 pub mod nginx;
 
 use std::time::Duration;
@@ -120,7 +120,10 @@ impl Collector {
                 "role {} ({} at {}): down: {err}",
                 self.config.role,
                 self.config.engine,
-                self.config.address
+                match self.config.engine {
+                    Engine::Mariadb => mariadb::redacted(&self.config.address),
+                    _ => self.config.address.clone(),
+                }
             ),
         }
         sample

@@ -121,6 +121,7 @@ impl Board {
             tls_cert: path("agent.pem").display().to_string(),
             tls_key: path("agent.key").display().to_string(),
             state_dir: path("state").display().to_string(),
+            log_dir: path("log").display().to_string(),
             collectors: Vec::new(),
         };
         let config_path = path("agent.toml");
@@ -180,6 +181,38 @@ pub async fn get(
         let response = sender
             .send_request(request.body(Empty::<Bytes>::new())?)
             .await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    })
+    .await
+    .map_err(|_| BoxError::from("request timed out"))?
+}
+
+/// One `PUT path` with a JSON `body` over a fresh mTLS connection, with this build's
+/// protocol header.
+pub async fn put(
+    addr: SocketAddr,
+    client: Arc<ClientConfig>,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<(StatusCode, Bytes), BoxError> {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let tls = TlsConnector::from(client)
+            .connect(ServerName::from(addr.ip()), tcp)
+            .await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let request = hyper::Request::put(path)
+            .header(hyper::header::HOST, addr.to_string())
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(lab_api::PROTOCOL_HEADER, protocol())
+            .body(http_body_util::Full::new(Bytes::from(body)))?;
+        let response = sender.send_request(request).await?;
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
         Ok((status, body))

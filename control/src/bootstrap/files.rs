@@ -40,6 +40,7 @@ pub fn agent_config(cluster: &str, board: &str, listen: &str) -> AgentConfig {
         tls_cert: board_paths::TLS_CERT.to_string(),
         tls_key: board_paths::TLS_KEY.to_string(),
         state_dir: board_paths::STATE_DIR.to_string(),
+        log_dir: board_paths::LOG_DIR.to_string(),
         collectors: Vec::new(),
     }
 }

@@ -1,0 +1,472 @@
+//! The database roles: MariaDB as primary (`db-master`) or replica (`db-replica`), one
+//! directory `<state_dir>/db/` either way (so a replica promoted later keeps its data):
+//! `data/`, the rendered `my.cnf`, `mysqld.sock`, `mysqld.pid`, the relay logs.
+//!
+//! Prepare: find the binaries, render `my.cnf` ([`render_config`], pure), initialise the data
+//! directory once (`mariadb-install-db`, root by unix_socket only, no test database; a
+//! marker file says it finished). The server runs as user `mysql` where it exists, else as
+//! root. Ready: a `mysql_async` connection as root over the socket (unix_socket auth: the
+//! agent is root). Setup, over that connection, idempotent at every start ([`super::sql`]):
+//! the primary becomes writable and gets the users, grants and the app's schema (all of
+//! which reach the replicas through the binlog); a replica becomes read-only and is pointed
+//! at its primary with GTID unless it already follows it, writing nothing to its own binlog
+//! (an errant GTID would break a later failover).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use lab_api::spec::DbConfig;
+use mysql_async::prelude::Queryable;
+
+use super::sql::{self, ResultSet};
+use crate::engine::{EngineCommand, StopSignals};
+
+/// Server binaries, newest name first.
+const SERVERS: &[&str] = &["/usr/sbin/mariadbd", "/usr/sbin/mysqld"];
+/// Data directory initialisers, newest name first.
+const INSTALLERS: &[&str] = &["/usr/bin/mariadb-install-db", "/usr/bin/mysql_install_db"];
+
+/// How long MariaDB may take to answer after it was started (InnoDB recovery included).
+pub const READY_WITHIN: Duration = Duration::from_secs(60);
+
+/// How long a graceful stop (InnoDB flush) may take before the group is SIGKILLed.
+pub const STOP_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Base name of the binary logs, the same on every board (not the hostname).
+pub const LOG_BASENAME: &str = "lab-db";
+
+/// Where one board's database lives.
+#[derive(Debug, Clone)]
+pub struct DbPaths {
+    pub dir: PathBuf,
+    pub data: PathBuf,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    pub pid: PathBuf,
+    /// Written once the data directory was initialised completely.
+    pub initialised: PathBuf,
+    /// Fingerprint of the replication source last set with `CHANGE MASTER`.
+    pub source: PathBuf,
+}
+
+impl DbPaths {
+    pub fn new(state_dir: &Path) -> DbPaths {
+        let dir = state_dir.join("db");
+        DbPaths {
+            data: dir.join("data"),
+            config: dir.join("my.cnf"),
+            socket: dir.join("mysqld.sock"),
+            pid: dir.join("mysqld.pid"),
+            initialised: dir.join("initialised"),
+            source: dir.join("replication-source"),
+            dir,
+        }
+    }
+}
+
+/// `my.cnf` for `db` (`replica`: read-only). `user` is the account mariadbd drops to.
+pub fn render_config(db: &DbConfig, replica: bool, paths: &DbPaths, user: &str) -> String {
+    let on = |b: bool| if b { "ON" } else { "OFF" };
+    let mut out = format!(
+        "# Rendered by lab-agent from the board's spec; rewritten at every start.\n\
+         [mariadbd]\n\
+         user = {user}\n\
+         datadir = {data}\n\
+         socket = {socket}\n\
+         pid_file = {pid}\n\
+         bind_address = {bind}\n\
+         port = {port}\n\
+         server_id = {server_id}\n\
+         log_basename = {LOG_BASENAME}\n\
+         log_bin = {LOG_BASENAME}-bin\n\
+         binlog_format = ROW\n\
+         gtid_strict_mode = ON\n\
+         log_slave_updates = ON\n\
+         relay_log = {dir}/relay-bin\n\
+         relay_log_index = {dir}/relay-bin.index\n\
+         skip_slave_start = ON\n\
+         skip_name_resolve = ON\n\
+         innodb_buffer_pool_size = {pool}M\n\
+         read_only = {ro}\n",
+        data = paths.data.display(),
+        socket = paths.socket.display(),
+        pid = paths.pid.display(),
+        bind = db.bind,
+        port = db.port,
+        server_id = db.server_id,
+        dir = paths.dir.display(),
+        pool = db.buffer_pool_mb,
+        ro = on(replica),
+    );
+    if db.semi_sync {
+        out.push_str("rpl_semi_sync_master_enabled = ON\nrpl_semi_sync_slave_enabled = ON\n");
+    }
+    out
+}
+
+/// One database role.
+pub struct Db {
+    pub config: DbConfig,
+    pub replica: bool,
+    pub paths: DbPaths,
+    pub log: PathBuf,
+    root: Option<mysql_async::Conn>,
+}
+
+async fn first_existing(candidates: &[&str]) -> Option<PathBuf> {
+    for c in candidates {
+        if tokio::fs::metadata(c).await.is_ok() {
+            return Some(PathBuf::from(c));
+        }
+    }
+    None
+}
+
+impl Db {
+    pub fn new(config: DbConfig, replica: bool, state_dir: &Path, log: PathBuf) -> Db {
+        Db {
+            config,
+            replica,
+            paths: DbPaths::new(state_dir),
+            log,
+            root: None,
+        }
+    }
+
+    /// Binaries, config, data directory; the server's command line.
+    pub async fn prepare(&mut self) -> anyhow::Result<EngineCommand> {
+        self.root = None;
+        let missing = || {
+            anyhow!(
+                "mariadbd not found ({}): install the mariadb-server package",
+                SERVERS.join(" or ")
+            )
+        };
+        let server = first_existing(SERVERS).await.ok_or_else(missing)?;
+        let installer = first_existing(INSTALLERS).await.ok_or_else(|| {
+            anyhow!(
+                "mariadb-install-db not found ({}): install the mariadb-server package",
+                INSTALLERS.join(" or ")
+            )
+        })?;
+        let user = if super::user_exists("mysql").await {
+            "mysql"
+        } else {
+            "root"
+        };
+        let paths = self.paths.clone();
+        let config = render_config(&self.config, self.replica, &paths, user);
+        let owner = user.to_string();
+        tokio::task::spawn_blocking(move || make_dir(&paths, &config, &owner))
+            .await
+            .map_err(|e| anyhow!("preparing the database directory: {e}"))??;
+        if tokio::fs::metadata(&self.paths.initialised).await.is_err() {
+            self.initialise(&installer, user).await?;
+        }
+        // A socket left by a killed server would make the new one refuse to start.
+        let _ = tokio::fs::remove_file(&self.paths.socket).await;
+        Ok(EngineCommand::new("mariadbd", server, StopSignals::MARIADB)
+            .arg(format!("--defaults-file={}", self.paths.config.display()))
+            .log_to(&self.log))
+    }
+
+    /// `mariadb-install-db` into a fresh `data/` (one left by an interrupted run is
+    /// removed first: it never held anything but the system tables).
+    async fn initialise(&self, installer: &Path, user: &str) -> anyhow::Result<()> {
+        let data = &self.paths.data;
+        if tokio::fs::metadata(data).await.is_ok() {
+            log::warn!(
+                "{} exists but was never initialised completely; initialising it again",
+                data.display()
+            );
+            tokio::fs::remove_dir_all(data)
+                .await
+                .with_context(|| format!("removing {}", data.display()))?;
+        }
+        log::info!("initialising the database in {}", data.display());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("opening {}", self.log.display()))?;
+        let status = tokio::process::Command::new(installer)
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--user={user}"))
+            .args(["--auth-root-authentication-method=socket", "--skip-test-db"])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().context("log file")?)
+            .stderr(log)
+            .current_dir("/")
+            .status()
+            .await
+            .with_context(|| format!("running {}", installer.display()))?;
+        if !status.success() {
+            bail!("{} failed ({status})", installer.display());
+        }
+        tokio::fs::write(&self.paths.initialised, b"")
+            .await
+            .with_context(|| format!("writing {}", self.paths.initialised.display()))?;
+        Ok(())
+    }
+
+    /// One probe: root can log in over the socket, and the TCP port accepts (a server that
+    /// could not bind its address is not ready, whatever its socket says).
+    pub async fn ready(&mut self) -> anyhow::Result<()> {
+        let address = format!("{}:{}", self.config.bind, self.config.port);
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(&address),
+        )
+        .await
+        .with_context(|| format!("{address}: no answer within 2 s"))?
+        .with_context(|| format!("connecting to {address}"))?;
+        let opts = mysql_async::OptsBuilder::default()
+            .socket(Some(self.paths.socket.display().to_string()))
+            .user(Some("root"));
+        let conn = tokio::time::timeout(Duration::from_secs(2), mysql_async::Conn::new(opts))
+            .await
+            .context("no answer within 2 s")?
+            .with_context(|| format!("connecting to {}", self.paths.socket.display()))?;
+        self.root = Some(conn);
+        Ok(())
+    }
+
+    fn conn(&mut self) -> anyhow::Result<&mut mysql_async::Conn> {
+        self.root.as_mut().ok_or_else(|| anyhow!("not connected"))
+    }
+
+    async fn run(&mut self, statements: &[String]) -> anyhow::Result<()> {
+        let conn = self.conn()?;
+        for s in statements {
+            conn.query_drop(s.as_str())
+                .await
+                .with_context(|| format!("running {}", redact(s)))?;
+        }
+        Ok(())
+    }
+
+    async fn slave_status(&mut self) -> anyhow::Result<ResultSet> {
+        let rows: Vec<mysql_async::Row> = self
+            .conn()?
+            .query("SHOW SLAVE STATUS")
+            .await
+            .context("SHOW SLAVE STATUS")?;
+        Ok(ResultSet::from_rows(rows))
+    }
+
+    /// Makes the server what the spec says; the message health shows.
+    pub async fn setup(&mut self) -> anyhow::Result<String> {
+        if self.replica {
+            return self.follow_primary().await;
+        }
+        if !self.slave_status().await?.rows.is_empty() {
+            // A former replica (promoted): it follows nobody any more.
+            self.run(&["STOP SLAVE".into(), "RESET SLAVE ALL".into()])
+                .await?;
+        }
+        let statements = sql::primary_setup(&self.config).map_err(|e| anyhow!(e))?;
+        self.run(&statements).await?;
+        Ok(format!(
+            "primary, listening on {}:{}",
+            self.config.bind, self.config.port
+        ))
+    }
+
+    /// The spec changed only where the primary is: repoint without a restart.
+    pub async fn repoint(&mut self, config: DbConfig) -> anyhow::Result<String> {
+        self.config = config;
+        self.follow_primary().await
+    }
+
+    async fn follow_primary(&mut self) -> anyhow::Result<String> {
+        self.run(&["SET GLOBAL read_only = ON".into()]).await?;
+        let primary = self
+            .config
+            .primary
+            .clone()
+            .ok_or_else(|| anyhow!("a replica without a primary"))?;
+        let fingerprint = source_fingerprint(&self.config);
+        let status = self.slave_status().await?;
+        let stored = tokio::fs::read_to_string(&self.paths.source)
+            .await
+            .unwrap_or_default();
+        let follows = status.first("Master_Host") == Some(primary.host.as_str())
+            && status.first("Master_Port") == Some(primary.port.to_string().as_str())
+            && status.first("Master_User") == Some(self.config.users.replication.user.as_str())
+            && stored.trim() == fingerprint;
+        if follows {
+            self.run(&["START SLAVE".into()]).await?;
+        } else {
+            let statements = sql::change_master(&self.config).map_err(|e| anyhow!(e))?;
+            self.run(&statements).await?;
+            crate::roles::store::write_atomically(&self.paths.source, fingerprint.as_bytes())
+                .with_context(|| format!("writing {}", self.paths.source.display()))?;
+        }
+        self.message().await
+    }
+
+    /// What health says about a running database (a replica's replication state).
+    pub async fn message(&mut self) -> anyhow::Result<String> {
+        let Some(primary) = self.config.primary.clone().filter(|_| self.replica) else {
+            return Ok(format!(
+                "primary, listening on {}:{}",
+                self.config.bind, self.config.port
+            ));
+        };
+        let mut text = format!(
+            "replicating from {} ({}:{})",
+            primary.board, primary.host, primary.port
+        );
+        let status = self.slave_status().await?;
+        let io = status.first("Slave_IO_Running").unwrap_or("No");
+        if io != "Yes" {
+            let error = status.first("Last_IO_Error").unwrap_or("");
+            text.push_str(&format!("; IO thread {io}"));
+            if !error.is_empty() {
+                text.push_str(&format!(": {error}"));
+            }
+        }
+        if status.first("Slave_SQL_Running").unwrap_or("No") != "Yes" {
+            let error = status.first("Last_SQL_Error").unwrap_or("");
+            text.push_str("; SQL thread not running");
+            if !error.is_empty() {
+                text.push_str(&format!(": {error}"));
+            }
+        }
+        Ok(text)
+    }
+
+    /// Forgets the root connection (after an error); `ready` makes a new one.
+    pub fn disconnect(&mut self) {
+        self.root = None;
+    }
+}
+
+/// Hides passwords in a statement shown in an error.
+fn redact(statement: &str) -> String {
+    match statement
+        .find("IDENTIFIED BY")
+        .or(statement.find("MASTER_PASSWORD"))
+    {
+        Some(at) => format!("{} ...", &statement[..at]),
+        None => statement.to_string(),
+    }
+}
+
+/// SHA-256 of where and as whom the replica connects, password included (a changed password
+/// must be set again), without keeping the password itself on disk.
+fn source_fingerprint(db: &DbConfig) -> String {
+    let p = db.primary.as_ref();
+    let text = format!(
+        "{}\n{}\n{}\n{}",
+        p.map_or("", |p| p.host.as_str()),
+        p.map_or(0, |p| p.port),
+        db.users.replication.user,
+        db.users.replication.password
+    );
+    ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `<state_dir>/db/` owned by `owner`, the config written (0640: read before privileges are
+/// dropped).
+fn make_dir(paths: &DbPaths, config: &str, owner: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(&paths.dir)
+        .with_context(|| format!("creating {}", paths.dir.display()))?;
+    std::fs::set_permissions(&paths.dir, std::fs::Permissions::from_mode(0o750))
+        .with_context(|| format!("chmod {}", paths.dir.display()))?;
+    let user = nix::unistd::User::from_name(owner)
+        .with_context(|| format!("looking up user {owner}"))?
+        .ok_or_else(|| anyhow!("no user {owner}"))?;
+    std::os::unix::fs::chown(&paths.dir, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+        .with_context(|| format!("chown {owner} {}", paths.dir.display()))?;
+    if owner != "root" {
+        check_reachable(&paths.dir, owner)?;
+    }
+    super::store::write_atomically(&paths.config, config.as_bytes())
+        .with_context(|| format!("writing {}", paths.config.display()))?;
+    std::fs::set_permissions(&paths.config, std::fs::Permissions::from_mode(0o640))
+        .with_context(|| format!("chmod {}", paths.config.display()))?;
+    Ok(())
+}
+
+/// Every directory above `dir` must let others through, or the server (running as `owner`)
+/// cannot reach its own files: say so instead of letting it fail obscurely.
+fn check_reachable(dir: &Path, owner: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for ancestor in dir.ancestors().skip(1) {
+        let mode = std::fs::metadata(ancestor)
+            .with_context(|| format!("reading {}", ancestor.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o001 == 0 {
+            bail!(
+                "user {owner} cannot reach {}: {} is mode {:o} (needs o+x)",
+                dir.display(),
+                ancestor.display(),
+                mode & 0o7777
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lab_api::spec::{Credential, DbUsers};
+
+    #[test]
+    fn config_names_everything_the_server_needs() {
+        let c = |u: &str| Credential {
+            user: u.into(),
+            password: "pw".into(),
+        };
+        let db = DbConfig {
+            server_id: 7,
+            bind: "10.77.0.41".into(),
+            port: 3306,
+            buffer_pool_mb: 96,
+            semi_sync: true,
+            client_hosts: "10.77.0.%".into(),
+            users: DbUsers {
+                replication: c("r"),
+                app: c("a"),
+                monitor: c("m"),
+            },
+            primary: None,
+        };
+        let paths = DbPaths::new(Path::new("/var/lib/lab"));
+        let text = render_config(&db, true, &paths, "mysql");
+        for line in [
+            "user = mysql",
+            "datadir = /var/lib/lab/db/data",
+            "socket = /var/lib/lab/db/mysqld.sock",
+            "bind_address = 10.77.0.41",
+            "server_id = 7",
+            "log_bin = lab-db-bin",
+            "gtid_strict_mode = ON",
+            "relay_log = /var/lib/lab/db/relay-bin",
+            "innodb_buffer_pool_size = 96M",
+            "read_only = ON",
+            "rpl_semi_sync_slave_enabled = ON",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+        assert!(render_config(&db, false, &paths, "root").contains("read_only = OFF"));
+    }
+
+    #[test]
+    fn errors_do_not_show_passwords() {
+        let shown = redact("ALTER USER 'a'@'h' IDENTIFIED BY 'secret'");
+        assert!(!shown.contains("secret"), "{shown}");
+        let shown = redact("CHANGE MASTER TO MASTER_HOST='h', MASTER_PASSWORD='secret'");
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+}

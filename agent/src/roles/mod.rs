@@ -1,0 +1,139 @@
+//! The agent side of the role contract (ARCHITECTURE.md, "Roles"): the control plane sends
+//! the board's whole desired state with `PUT /v1/spec`; the agent stores it, converges to it
+//! and reports each role in its health answer.
+//!
+//! - [`store`]: the held spec in `<state_dir>/spec.json` (atomic, 0600) and the decision
+//!   on every PUT (400 malformed / wrong board / problems, 409 older epoch); a watch channel
+//!   publishes each taken spec.
+//! - [`reconciler`]: the task owning the running roles; converges on every spec (start, stop
+//!   whole, restart, or repoint a replica without a restart).
+//! - [`supervisor`]: one task per role: prepare, start, wait until it answers, set up, watch;
+//!   restarts with backoff, failures reported with the log's tail.
+//! - [`memcached`], [`mariadb`]: what each engine needs (command line, config, readiness,
+//!   setup); [`sql`]: the SQL text the database roles run, built and escaped in one place.
+//!
+//! [`Roles::start`] loads the stored spec and starts the reconciler, so a rebooted board
+//! comes back with its roles without the control plane.
+
+pub mod mariadb;
+pub mod memcached;
+pub mod reconciler;
+pub mod sql;
+pub mod store;
+pub mod supervisor;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use lab_api::spec::{RoleState, RoleStatus, SpecAccepted};
+use lab_api::AgentConfig;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use self::store::{Held, PutError, SpecStore};
+use self::supervisor::{RoleDirs, StatusBoard};
+
+/// What the API and the sampler hold of the roles: the spec store and the statuses.
+#[derive(Clone)]
+pub struct Roles {
+    store: Arc<SpecStore>,
+    statuses: StatusBoard,
+    dirs: RoleDirs,
+}
+
+impl Roles {
+    /// Loads the stored spec and starts the reconciler; the task ends (every engine stopped
+    /// whole) after `shutdown` is cancelled.
+    pub async fn start(
+        config: &AgentConfig,
+        shutdown: CancellationToken,
+    ) -> (Roles, JoinHandle<()>) {
+        let dirs = RoleDirs {
+            state_dir: PathBuf::from(&config.state_dir),
+            log_dir: PathBuf::from(&config.log_dir),
+        };
+        let store = Arc::new(SpecStore::open(&config.board, &dirs.state_dir).await);
+        let statuses = StatusBoard::default();
+        let task = tokio::spawn(reconciler::run(
+            store.subscribe(),
+            dirs.clone(),
+            statuses.clone(),
+            shutdown,
+        ));
+        let roles = Roles {
+            store,
+            statuses,
+            dirs,
+        };
+        (roles, task)
+    }
+
+    /// Takes or refuses a `PUT /v1/spec` body.
+    pub async fn put(&self, body: &[u8]) -> Result<SpecAccepted, PutError> {
+        self.store.put(body).await
+    }
+
+    /// The spec held now.
+    pub fn held(&self) -> Held {
+        self.store.held()
+    }
+
+    /// Why the stored spec was unusable at start (until a new one is taken).
+    pub fn load_problem(&self) -> Option<&str> {
+        self.store.load_problem()
+    }
+
+    /// Follows the held spec (the sampler's role collectors).
+    pub fn subscribe(&self) -> watch::Receiver<Held> {
+        self.store.subscribe()
+    }
+
+    /// Where the database role keeps its socket (the collector reads it there).
+    pub fn db_paths(&self) -> mariadb::DbPaths {
+        mariadb::DbPaths::new(&self.dirs.state_dir)
+    }
+
+    /// Health's `spec_epoch` and `roles`: one status per role of the held spec, in spec order.
+    pub fn health(&self) -> (Option<u64>, Vec<RoleStatus>) {
+        let Some(spec) = self.held() else {
+            return (None, Vec::new());
+        };
+        let roles = spec
+            .roles
+            .iter()
+            .map(|config| {
+                let role = config.role();
+                self.statuses.get(role).unwrap_or_else(|| RoleStatus {
+                    role,
+                    state: RoleState::Starting,
+                    message: Some("waiting for the reconciler".into()),
+                    log_tail: Vec::new(),
+                    restarts: 0,
+                    log: Some(supervisor::log_path(role, &self.dirs).display().to_string()),
+                })
+            })
+            .collect();
+        (Some(spec.epoch), roles)
+    }
+}
+
+/// Whether the system has a user `name` (looked up off the runtime: NSS may read files).
+pub(crate) async fn user_exists(name: &str) -> bool {
+    let name = name.to_string();
+    tokio::task::spawn_blocking(move || matches!(nix::unistd::User::from_name(&name), Ok(Some(_))))
+        .await
+        .unwrap_or(false)
+}
+
+/// An error and its causes on one line: "a: b: c".
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

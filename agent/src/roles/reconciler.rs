@@ -1,0 +1,189 @@
+//! The reconciler: the one task owning the running roles. Level-triggered: on every spec it
+//! receives (and once at start, for the stored spec) it compares the roles the spec wants with
+//! the supervisors it runs and converges:
+//!
+//! - a role the spec no longer has: its supervisor is cancelled and awaited (engine stopped
+//!   whole); all removals finish before anything starts (a promoted replica's database
+//!   directory is free again before the primary starts in it);
+//! - a role whose config changed: restarted (stopped whole, started with the new config),
+//!   except a replica whose only change is its primary: repointed without a restart
+//!   ([`only_primary_changed`]);
+//! - a role the spec adds: a supervisor is started ([`super::supervisor`]).
+//!
+//! On shutdown every supervisor is cancelled and awaited, so no engine outlives the agent's
+//! clean stop.
+
+use std::collections::BTreeMap;
+
+use lab_api::spec::RoleConfig;
+use lab_api::Role;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::store::Held;
+use super::supervisor::{self, RoleDirs, StatusBoard};
+
+/// A running supervisor.
+struct Supervised {
+    config: RoleConfig,
+    update: watch::Sender<RoleConfig>,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// Stops `supervised` together: every supervisor cancelled first, then each awaited (its
+/// engine stopped whole), then forgotten by health.
+async fn stop_all(supervised: Vec<Supervised>, statuses: &StatusBoard) {
+    for s in &supervised {
+        s.cancel.cancel();
+    }
+    for s in supervised {
+        let role = s.config.role();
+        if let Err(err) = s.task.await {
+            log::error!("role {role}: supervisor task failed: {err}");
+        }
+        statuses.remove(role);
+    }
+}
+
+/// True when `old` and `new` are both replica configs equal but for `primary`.
+pub fn only_primary_changed(old: &RoleConfig, new: &RoleConfig) -> bool {
+    match (old, new) {
+        (RoleConfig::DbReplica(a), RoleConfig::DbReplica(b)) => {
+            let mut a = a.clone();
+            a.primary.clone_from(&b.primary);
+            a == *b
+        }
+        _ => false,
+    }
+}
+
+/// Runs until `shutdown`, following `specs`; stops every role before returning.
+pub async fn run(
+    mut specs: watch::Receiver<Held>,
+    dirs: RoleDirs,
+    statuses: StatusBoard,
+    shutdown: CancellationToken,
+) {
+    let mut running: BTreeMap<Role, Supervised> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            changed = specs.changed() => if changed.is_err() { break },
+        }
+        let held = specs.borrow_and_update().clone();
+        let wanted: Vec<RoleConfig> = held.map(|s| s.roles.clone()).unwrap_or_default();
+        converge(&mut running, &wanted, &dirs, &statuses).await;
+    }
+    stop_all(running.into_values().collect(), &statuses).await;
+    log::info!("every role stopped");
+}
+
+async fn converge(
+    running: &mut BTreeMap<Role, Supervised>,
+    wanted: &[RoleConfig],
+    dirs: &RoleDirs,
+    statuses: &StatusBoard,
+) {
+    let mut stopping = Vec::new();
+    let roles: Vec<Role> = running.keys().copied().collect();
+    for role in roles {
+        let Some(supervised) = running.get(&role) else {
+            continue;
+        };
+        match wanted.iter().find(|c| c.role() == role) {
+            Some(new) if *new == supervised.config => {}
+            Some(new) if only_primary_changed(&supervised.config, new) => {
+                log::info!("role {role}: the primary moved; repointing without a restart");
+                if let Some(s) = running.get_mut(&role) {
+                    s.config = new.clone();
+                    s.update.send_replace(new.clone());
+                }
+            }
+            Some(_) => {
+                log::info!("role {role}: config changed; restarting it");
+                stopping.extend(running.remove(&role));
+            }
+            None => {
+                log::info!("role {role}: no longer in the spec; stopping it");
+                stopping.extend(running.remove(&role));
+            }
+        }
+    }
+    stop_all(stopping, statuses).await;
+    for config in wanted {
+        let role = config.role();
+        if running.contains_key(&role) {
+            continue;
+        }
+        log::info!("role {role}: starting");
+        let (update, rx) = watch::channel(config.clone());
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(supervisor::supervise(
+            rx,
+            dirs.clone(),
+            statuses.clone(),
+            cancel.clone(),
+        ));
+        running.insert(
+            role,
+            Supervised {
+                config: config.clone(),
+                update,
+                cancel,
+                task,
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lab_api::spec::{Credential, DbConfig, DbPeer, DbUsers};
+
+    fn replica(primary: &str, pool: u64) -> RoleConfig {
+        let c = |u: &str| Credential {
+            user: u.into(),
+            password: "pw".into(),
+        };
+        RoleConfig::DbReplica(DbConfig {
+            server_id: 2,
+            bind: "10.0.0.2".into(),
+            port: 3306,
+            buffer_pool_mb: pool,
+            semi_sync: false,
+            client_hosts: "10.0.0.%".into(),
+            users: DbUsers {
+                replication: c("r"),
+                app: c("a"),
+                monitor: c("m"),
+            },
+            primary: Some(DbPeer {
+                board: primary.into(),
+                host: "10.0.0.1".into(),
+                port: 3306,
+            }),
+        })
+    }
+
+    #[test]
+    fn a_moved_primary_alone_needs_no_restart() {
+        assert!(only_primary_changed(
+            &replica("db-1", 64),
+            &replica("db-3", 64)
+        ));
+        assert!(!only_primary_changed(
+            &replica("db-1", 64),
+            &replica("db-3", 128)
+        ));
+        let RoleConfig::DbReplica(d) = replica("db-1", 64) else {
+            unreachable!()
+        };
+        assert!(!only_primary_changed(
+            &replica("db-1", 64),
+            &RoleConfig::DbMaster(d)
+        ));
+    }
+}
