@@ -213,8 +213,9 @@ fn data_tier_from_plan_to_replication() {
     // 4. Move the cache: the plan lists exactly that, apply makes it.
     rewrite_roles(&cluster, "cache-1", "[]");
     rewrite_roles(&cluster, "db-3", "[\"db\", \"cache\"]");
-    let plan = cluster.lab_ok(&["plan", "--json"]);
-    let plan: serde_json::Value = serde_json::from_str(&plan).expect("plan --json");
+    let out = cluster.lab(&["plan", "--json"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan --json");
     let changes: std::collections::BTreeSet<(String, String, String)> = plan["boards"]
         .as_array()
         .expect("boards")
