@@ -10,8 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 INV="${1:-inventory/virtual.toml}"
 WINDOW="${2:-30}"
-cargo build --release -q -p lab
-LAB=target/release/lab
+# LAB=path uses that binary instead of a fresh release build (the work is the agents' anyway).
+if [ -z "${LAB:-}" ]; then cargo build --release -q -p lab; LAB=target/release/lab; fi
 
 echo "== bare agents: lab up --no-apply -i $INV"
 "$LAB" down -i "$INV" >/dev/null 2>&1 || true

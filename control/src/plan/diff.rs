@@ -31,6 +31,9 @@ impl Change {
                 format!("rewrite {role} config ({}), restart", fields.join(", "))
             }
             Change::Repoint { from, to } => format!("repoint db-replica: {from} -> {to}"),
+            Change::Epoch { from: 0, to } => {
+                format!("hold the spec (epoch {to}); no role with an engine to run yet")
+            }
             Change::Epoch { from, to } => format!("epoch {from} -> {to}"),
         }
     }
@@ -61,6 +64,7 @@ pub fn diff(want: &BoardSpec, held: Option<&BoardSpec>) -> Vec<Change> {
         epoch: 0,
         roles: Vec::new(),
     };
+    let first = held.is_none();
     let held = held.unwrap_or(&empty);
     let mut out = Vec::new();
     for old in &held.roles {
@@ -78,7 +82,9 @@ pub fn diff(want: &BoardSpec, held: Option<&BoardSpec>) -> Vec<Change> {
             Some(old) => out.push(changed(old, new)),
         }
     }
-    if out.is_empty() && held.epoch != want.epoch && !held.roles.is_empty() {
+    // Boards with no role to run still hold the spec: its epoch fences stale orders there
+    // too, and `lab status` can tell "applied, nothing to run" from "never applied".
+    if out.is_empty() && (first || held.epoch != want.epoch) {
         out.push(Change::Epoch {
             from: held.epoch,
             to: want.epoch,
@@ -211,6 +217,14 @@ mod tests {
         assert_eq!(
             diff(&spec(1, vec![replica("db-1")]), Some(&held)),
             vec![Change::Stop { role: Role::Cache }]
+        );
+        assert_eq!(
+            diff(&spec(1, vec![]), None),
+            vec![Change::Epoch { from: 0, to: 1 }]
+        );
+        assert_eq!(
+            diff(&spec(2, vec![]), Some(&spec(1, vec![]))),
+            vec![Change::Epoch { from: 1, to: 2 }]
         );
         let first = diff(&spec(1, vec![cache(64)]), None);
         assert!(matches!(
