@@ -128,6 +128,9 @@ pub async fn bootstrap(
         }
     };
     let binaries = Arc::new(AgentBinaries::default());
+    // Each board's planned roles decide the engine packages it needs: planned once for all.
+    let topology = crate::plan::topology::load(ctx.state.root()).unwrap_or_default();
+    let planned = Arc::new(crate::plan::planned_roles(&ctx.inventory, &topology));
     let parallel = ctx.inventory.cluster.parallel;
     job::for_each_board(
         selected,
@@ -136,16 +139,18 @@ pub async fn bootstrap(
         summary_line,
         move |board, job| {
             let (ctx, binaries, client) = (ctx.clone(), binaries.clone(), client.clone());
+            let roles = planned.get(&board.name).cloned().unwrap_or_default();
             async move {
                 let started = Instant::now();
                 let mut attempt =
-                    bootstrap_board(&ctx, &board, &binaries, &client, &job, false).await;
+                    bootstrap_board(&ctx, &board, &roles, &binaries, &client, &job, false).await;
                 if let Err(e) = &attempt {
                     if e.transient {
                         job.note(&format!("retrying once after: {}", e.message));
                         // The failed attempt may have changed files before it broke off: restart.
                         attempt =
-                            bootstrap_board(&ctx, &board, &binaries, &client, &job, true).await;
+                            bootstrap_board(&ctx, &board, &roles, &binaries, &client, &job, true)
+                                .await;
                     }
                 }
                 attempt.map(|mut done| {
@@ -212,6 +217,7 @@ fn local(board: &str, what: impl std::fmt::Display) -> JobFailure {
 async fn bootstrap_board(
     ctx: &ClusterContext,
     board: &Board,
+    roles: &[lab_api::Role],
     binaries: &AgentBinaries,
     client: &AgentClient,
     job: &JobHandle,
@@ -278,11 +284,7 @@ async fn bootstrap_board(
         .map_err(|e| local(&board.name, e))?;
 
     // The engines the board's planned roles need, installed from its distribution.
-    let topology = crate::plan::topology::load(ctx.state.root()).unwrap_or_default();
-    let roles = crate::plan::planned_roles(&ctx.inventory, &topology)
-        .remove(&board.name)
-        .unwrap_or_default();
-    let missing = engines::missing(&roles, &probe);
+    let missing = engines::missing(roles, &probe);
     if !missing.is_empty() {
         let names: Vec<&str> = missing.iter().map(|r| r.package).collect();
         if !probe.apt {
