@@ -85,29 +85,25 @@ impl Agent {
     }
 
     async fn health(&self) -> Health {
-        let (status, body) = get(
-            self.addr(),
-            self.client.clone(),
-            paths::HEALTH,
-            Some(&common::protocol()),
-        )
-        .await
-        .expect("GET /v1/health");
-        assert_eq!(status, StatusCode::OK);
-        serde_json::from_slice(&body).expect("Health")
+        self.get_json(paths::HEALTH).await
     }
 
     async fn held(&self) -> Option<BoardSpec> {
+        self.get_json(paths::SPEC).await
+    }
+
+    /// GET `path` with the protocol header; 200 and a `T` body expected.
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
         let (status, body) = get(
             self.addr(),
             self.client.clone(),
-            paths::SPEC,
+            path,
             Some(&common::protocol()),
         )
         .await
-        .expect("GET /v1/spec");
-        assert_eq!(status, StatusCode::OK);
-        serde_json::from_slice(&body).expect("spec or null")
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert_eq!(status, StatusCode::OK, "GET {path}");
+        serde_json::from_slice(&body).unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
 
     /// Polls health until `role` is in `state`; returns its status.
