@@ -151,7 +151,7 @@ pub fn is_alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| procfs::parse_stat(&stat))
-        .is_some_and(|stat| stat.state != 'Z' && stat.state != 'X')
+        .is_some_and(|stat| stat.is_live())
 }
 
 /// Sends `signal` to `pid`; a process already gone is not an error.

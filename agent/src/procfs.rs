@@ -58,6 +58,14 @@ pub struct ProcStat {
     pub starttime_ticks: u64,
 }
 
+impl ProcStat {
+    /// Running in any sense: not a zombie (`Z`) or dead (`X`), which have exited and hold
+    /// nothing but their parent's bookkeeping.
+    pub fn is_live(&self) -> bool {
+        self.state != 'Z' && self.state != 'X'
+    }
+}
+
 /// Parses `/proc/<pid>/stat`. The command name (field 2) is in parentheses and may itself
 /// contain spaces and parentheses, so fields are counted from the last `)`.
 pub fn parse_stat(stat: &str) -> Option<ProcStat> {
@@ -100,6 +108,18 @@ pub fn is_supervisor_cmdline(cmdline: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the supervisor's group sweep and the engine stop count as a group member.
+    #[test]
+    fn reads_the_group_of_live_processes_only() {
+        let tail = "0 -1 4194560 99 0 0 0 1 2 0 0 20 0 1 0 5000 1000 100";
+        let live = parse_stat(&format!("1234 (lab-agent serve) S 1 1200 1200 {tail}"));
+        assert_eq!(live.filter(ProcStat::is_live).map(|s| s.pgrp), Some(1200));
+        let zombie = parse_stat(&format!("1234 (a) b)) Z 1 1200 1200 {tail}"));
+        assert_eq!(zombie.map(|s| s.pgrp), Some(1200));
+        assert_eq!(zombie.filter(ProcStat::is_live), None);
+        assert_eq!(parse_stat("garbage"), None);
+    }
 
     const DEBIAN_OS_RELEASE: &str = r#"PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
 NAME="Debian GNU/Linux"

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use crate::engine::group;
 use crate::pidfile::{self, PidFile, PidFileError};
 
 /// How long the supervisor gets to stop after SIGTERM.
@@ -110,58 +111,17 @@ pub fn stop_supervisor(pid: i32, pid_file: &PidFile, grace: Duration) -> Result<
 
 /// SIGTERM what is left of process group `pgid`, then SIGKILL it if it does not go.
 fn sweep_group(pgid: i32) {
-    if group_members(pgid) == 0 {
+    let gone = |limit| group::wait_gone_blocking(pgid, limit).map_or(true, |l| l.is_empty());
+    if group::members(pgid).map_or(true, |m| m.is_empty()) {
         return;
     }
-    let group = nix::unistd::Pid::from_raw(pgid);
-    let _ = nix::sys::signal::killpg(group, Signal::SIGTERM);
-    if wait_group_empty(pgid, KILL_WAIT) {
+    let _ = group::signal(pgid, Signal::SIGTERM);
+    if gone(KILL_WAIT) {
         return;
     }
     log::warn!("processes of supervisor group {pgid} survived SIGTERM; sending SIGKILL");
-    let _ = nix::sys::signal::killpg(group, Signal::SIGKILL);
-    wait_group_empty(pgid, KILL_WAIT);
-}
-
-fn wait_group_empty(pgid: i32, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if group_members(pgid) == 0 {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Live (non-zombie) processes whose process group is `pgid`, from /proc.
-fn group_members(pgid: i32) -> usize {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-        })
-        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-        .filter(|stat| stat_pgrp_live(stat) == Some(pgid))
-        .count()
-}
-
-/// The process group of a `/proc/<pid>/stat` line, unless the process is a zombie.
-fn stat_pgrp_live(stat: &str) -> Option<i32> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?;
-    let _ppid = fields.next()?;
-    let pgrp = fields.next()?.parse().ok()?;
-    (state != "Z").then_some(pgrp)
+    let _ = group::signal(pgid, Signal::SIGKILL);
+    gone(KILL_WAIT);
 }
 
 fn send(pid: i32, signal: Signal) -> Result<(), StopError> {
@@ -183,19 +143,5 @@ fn wait_gone(pid: i32, limit: Duration) -> bool {
             return false;
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-#[cfg(test)]
-mod group_tests {
-    use super::stat_pgrp_live;
-
-    #[test]
-    fn reads_the_group_of_live_processes_only() {
-        let live = "1234 (lab-agent serve) S 1 1200 1200 0 -1 4194560 99 0 0 0";
-        assert_eq!(stat_pgrp_live(live), Some(1200));
-        let zombie = "1234 (a) b)) Z 1 1200 1200 0";
-        assert_eq!(stat_pgrp_live(zombie), None);
-        assert_eq!(stat_pgrp_live("garbage"), None);
     }
 }

@@ -32,7 +32,7 @@ pub const FALLBACK_POLL: Duration = Duration::from_millis(10);
 pub fn members(pgid: i32) -> io::Result<Vec<i32>> {
     Ok(scan()?
         .into_iter()
-        .filter(|(_, s)| s.pgrp == pgid && s.state != 'Z')
+        .filter(|(_, s)| s.pgrp == pgid && s.is_live())
         .map(|(pid, _)| pid)
         .collect())
 }
@@ -111,7 +111,7 @@ pub async fn wait_gone(pgid: i32, until: Instant) -> io::Result<Vec<i32>> {
 /// it has exited. Does not reap it.
 pub async fn wait_exit(pid: i32, until: Instant) -> bool {
     loop {
-        if !is_live(pid) {
+        if !crate::pidfile::is_alive(pid) {
             return true;
         }
         if Instant::now() >= until {
@@ -119,14 +119,6 @@ pub async fn wait_exit(pid: i32, until: Instant) -> bool {
         }
         wait_exits(vec![pid], until).await;
     }
-}
-
-/// Whether `pid` exists and is not a zombie.
-pub fn is_live(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| procfs::parse_stat(&stat))
-        .is_some_and(|s| s.state != 'Z')
 }
 
 /// Blocking variant of [`wait_gone`], for `Drop`, which cannot await.
