@@ -32,6 +32,10 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long open connections may take to finish after shutdown was requested.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// The longest a SIGTERMed server takes to return: connections drained, then every role
+/// engine stopped whole.
+pub const STOP_BOUND: Duration =
+    Duration::from_secs(SHUTDOWN_GRACE.as_secs() + crate::roles::LONGEST_STOP.as_secs());
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]

@@ -12,8 +12,9 @@ use nix::sys::signal::Signal;
 use crate::engine::group;
 use crate::pidfile::{self, PidFile, PidFileError};
 
-/// How long the supervisor gets to stop after SIGTERM.
-pub const GRACE: Duration = Duration::from_secs(10);
+/// How long the supervisor gets to stop after SIGTERM: its own grace for the server, and a
+/// little more.
+pub const GRACE: Duration = Duration::from_secs(super::supervise::CHILD_GRACE.as_secs() + 2);
 /// How long to wait for the process to vanish after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(3);
 

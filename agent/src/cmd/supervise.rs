@@ -18,8 +18,10 @@ use crate::pidfile::{self, PidFile, PidFileError};
 use crate::SUPERVISOR_PID_ENV;
 use lab_api::backoff::Backoff;
 
-/// How long the server gets to stop after SIGTERM before it is killed.
-pub const CHILD_GRACE: Duration = Duration::from_secs(8);
+/// How long the server gets to stop after SIGTERM before it is killed: long enough to stop
+/// its engines whole (their process groups are not the server's, so a killed server would
+/// leave them holding their ports and data directories).
+pub const CHILD_GRACE: Duration = Duration::from_secs(crate::server::STOP_BOUND.as_secs() + 3);
 
 /// What `supervise` was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -34,6 +34,14 @@ use tokio_util::sync::CancellationToken;
 use self::store::{Held, PutError, SpecStore};
 use self::supervisor::{RoleDirs, StatusBoard};
 
+/// The longest a role engine may take to stop whole: the slowest engine's stop deadline
+/// (MariaDB flushing InnoDB) plus the SIGKILL confirmation. Whatever waits for the agent to
+/// stop (its supervisor, `lab-agent stop`) waits at least this long on top of its own grace.
+pub const LONGEST_STOP: std::time::Duration = std::time::Duration::from_secs(
+    mariadb::STOP_DEADLINE.as_secs() + crate::engine::process::KILL_CONFIRM.as_secs(),
+);
+const _: () = assert!(mariadb::STOP_DEADLINE.as_secs() >= memcached::STOP_DEADLINE.as_secs());
+
 /// What the API and the sampler hold of the roles: the spec store and the statuses.
 #[derive(Clone)]
 pub struct Roles {
