@@ -270,7 +270,6 @@ pub struct EngineProcess {
     command: EngineCommand,
     child: Child,
     pid: i32,
-    started: Instant,
     /// Set once the master has been reaped.
     master_exit: Option<ExitStatus>,
     /// Set once a stop has confirmed that no process of the group is left.
@@ -325,7 +324,6 @@ impl EngineProcess {
             command,
             child,
             pid,
-            started: Instant::now(),
             master_exit: None,
             stopped: false,
         })
@@ -336,19 +334,9 @@ impl EngineProcess {
         &self.command.name
     }
 
-    /// What it runs.
-    pub fn command(&self) -> &EngineCommand {
-        &self.command
-    }
-
     /// The master's pid, which is also the group id of every process the engine made.
     pub fn pid(&self) -> i32 {
         self.pid
-    }
-
-    /// When this instance was started.
-    pub fn started(&self) -> Instant {
-        self.started
     }
 
     /// The live processes of the engine's group (master and workers), read from `/proc`.

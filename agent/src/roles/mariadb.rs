@@ -301,8 +301,12 @@ impl Db {
         } else {
             let statements = sql::change_master(&self.config).map_err(|e| anyhow!(e))?;
             self.run(&statements).await?;
-            crate::roles::store::write_atomically(&self.paths.source, fingerprint.as_bytes())
-                .with_context(|| format!("writing {}", self.paths.source.display()))?;
+            crate::roles::store::write_atomically_off_runtime(
+                self.paths.source.clone(),
+                fingerprint.into_bytes(),
+            )
+            .await
+            .with_context(|| format!("writing {}", self.paths.source.display()))?;
         }
         self.message().await
     }

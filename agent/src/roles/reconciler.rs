@@ -69,6 +69,8 @@ pub async fn run(
     let mut running: BTreeMap<Role, Supervised> = BTreeMap::new();
     loop {
         tokio::select! {
+            // Shutdown first: a spec arriving with it must not start engines only to stop them.
+            biased;
             _ = shutdown.cancelled() => break,
             changed = specs.changed() => if changed.is_err() { break },
         }

@@ -30,7 +30,7 @@ pub type Held = Option<Arc<BoardSpec>>;
 /// Why a PUT was refused; [`PutError::status`] is the HTTP answer.
 #[derive(Debug, thiserror::Error)]
 pub enum PutError {
-    #[error("the body is not a board spec: {0}")]
+    #[error("the body is not a board spec")]
     Malformed(#[source] serde_json::Error),
     #[error("this spec is for board {sent:?}, but this agent is board {ours:?}")]
     WrongBoard { sent: String, ours: String },
@@ -156,11 +156,11 @@ impl SpecStore {
                 });
             }
         }
-        let bytes = serde_json::to_vec_pretty(&spec).map_err(PutError::Malformed)?;
-        let path = self.path.clone();
-        let written = tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
-            .await
-            .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())));
+        // Serialising our own type cannot fail for want of the client: a server-side error.
+        let written = match serde_json::to_vec_pretty(&spec) {
+            Ok(bytes) => write_atomically_off_runtime(self.path.clone(), bytes).await,
+            Err(e) => Err(std::io::Error::other(e)),
+        };
         written.map_err(|source| PutError::Write {
             path: self.path.clone(),
             source,
@@ -189,6 +189,13 @@ fn parse_stored(board: &str, bytes: &[u8]) -> Result<BoardSpec, String> {
         return Err(problems.join("; "));
     }
     Ok(spec)
+}
+
+/// [`write_atomically`] on the blocking pool (it fsyncs: slow on an SD card), for async code.
+pub async fn write_atomically_off_runtime(path: PathBuf, bytes: Vec<u8>) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
+        .await
+        .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())))
 }
 
 /// Writes `bytes` to `path` through a temp file beside it: created 0600, fsynced, renamed
