@@ -112,20 +112,8 @@ impl AgentClient {
         port: u16,
         path: &str,
     ) -> Result<T, AgentClientError> {
-        let addr = format!("{}:{port}", bracket_v6(host));
-        match tokio::time::timeout(self.timeout, self.get(host, &addr, path)).await {
-            Ok(result) => {
-                let body = result?;
-                serde_json::from_slice(&body).map_err(|source| AgentClientError::Decode {
-                    addr: addr.clone(),
-                    source,
-                })
-            }
-            Err(_) => Err(AgentClientError::Timeout {
-                addr,
-                timeout: self.timeout,
-            }),
-        }
+        self.request_json(host, port, hyper::Method::GET, path, Bytes::new())
+            .await
     }
 
     /// `GET /v1/spec`: the spec the agent holds (None before its first).
@@ -145,21 +133,26 @@ impl AgentClient {
         port: u16,
         spec: &lab_api::spec::BoardSpec,
     ) -> Result<lab_api::spec::SpecAccepted, AgentClientError> {
-        let addr = format!("{}:{port}", bracket_v6(host));
         let body = serde_json::to_vec(spec).map_err(|source| AgentClientError::Decode {
-            addr: addr.clone(),
+            addr: format!("{}:{port}", bracket_v6(host)),
             source,
         })?;
-        let put = async {
-            let (resp, conn_task) = self
-                .send(
-                    host,
-                    &addr,
-                    hyper::Method::PUT,
-                    lab_api::paths::SPEC,
-                    body.into(),
-                )
-                .await?;
+        self.request_json(host, port, hyper::Method::PUT, lab_api::paths::SPEC, body.into())
+            .await
+    }
+
+    /// One request with a JSON answer, all within the client's timeout.
+    async fn request_json<T: DeserializeOwned>(
+        &self,
+        host: &str,
+        port: u16,
+        method: hyper::Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<T, AgentClientError> {
+        let addr = format!("{}:{port}", bracket_v6(host));
+        let exchange = async {
+            let (resp, conn_task) = self.send(host, &addr, method, path, body).await?;
             let body = resp.into_body().collect().await;
             conn_task.abort();
             body.map(|b| b.to_bytes())
@@ -168,7 +161,7 @@ impl AgentClient {
                     source,
                 })
         };
-        match tokio::time::timeout(self.timeout, put).await {
+        match tokio::time::timeout(self.timeout, exchange).await {
             Ok(body) => serde_json::from_slice(&body?).map_err(|source| AgentClientError::Decode {
                 addr: addr.clone(),
                 source,
@@ -180,38 +173,10 @@ impl AgentClient {
         }
     }
 
-    async fn get(&self, host: &str, addr: &str, path: &str) -> Result<Bytes, AgentClientError> {
-        let (resp, conn_task) = self.send_get(host, addr, path).await?;
-        let body = resp.into_body().collect().await;
-        conn_task.abort();
-        body.map(|b| b.to_bytes())
-            .map_err(|source| AgentClientError::Http {
-                addr: addr.to_string(),
-                source,
-            })
-    }
-
-    /// Connect, handshake (TLS, then HTTP/1), send `GET path` with the protocol header and
-    /// wait for the answer's head. A non-2xx answer becomes [`AgentClientError::Status`]
-    /// with the agent's message. On success the caller owns the connection task: abort it
-    /// when done with the body.
-    async fn send_get(
-        &self,
-        host: &str,
-        addr: &str,
-        path: &str,
-    ) -> Result<
-        (
-            hyper::Response<hyper::body::Incoming>,
-            tokio::task::JoinHandle<()>,
-        ),
-        AgentClientError,
-    > {
-        self.send(host, addr, hyper::Method::GET, path, Bytes::new())
-            .await
-    }
-
-    /// [`send_get`](Self::send_get) for any method, with a JSON body.
+    /// Connect, handshake (TLS, then HTTP/1), send `method path` (with a JSON `body` when
+    /// not empty) and the protocol header, and wait for the answer's head. A non-2xx answer
+    /// becomes [`AgentClientError::Status`] with the agent's message. On success the caller
+    /// owns the connection task: abort it when done with the body.
     async fn send(
         &self,
         host: &str,
@@ -374,7 +339,9 @@ impl AgentClient {
         addr: &str,
         path: &str,
     ) -> Result<LineStream, AgentClientError> {
-        let (resp, conn_task) = self.send_get(host, addr, path).await?;
+        let (resp, conn_task) = self
+            .send(host, addr, hyper::Method::GET, path, Bytes::new())
+            .await?;
         Ok(LineStream {
             addr: addr.to_string(),
             body: resp.into_body(),

@@ -151,7 +151,6 @@ fn init_logging() {
         .try_init();
 }
 
-/// The inventory named on the command line, or the checkout's default virtual one.
 /// A clap value parser for a number of seconds between 0.1 and 60 (`--timeout`,
 /// `--interval`): NaN, infinities, negative and huge values are refused with the range.
 pub fn seconds_0_1_to_60(text: &str) -> Result<Duration, String> {
@@ -165,6 +164,7 @@ pub fn seconds_0_1_to_60(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// The inventory named on the command line, or the checkout's default virtual one.
 pub fn load_inventory(arg: &InventoryArg) -> anyhow::Result<Inventory> {
     let path = match &arg.inventory {
         Some(p) => p.clone(),
