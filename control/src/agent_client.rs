@@ -137,8 +137,14 @@ impl AgentClient {
             addr: format!("{}:{port}", bracket_v6(host)),
             source,
         })?;
-        self.request_json(host, port, hyper::Method::PUT, lab_api::paths::SPEC, body.into())
-            .await
+        self.request_json(
+            host,
+            port,
+            hyper::Method::PUT,
+            lab_api::paths::SPEC,
+            body.into(),
+        )
+        .await
     }
 
     /// One request with a JSON answer, all within the client's timeout.

@@ -228,11 +228,13 @@ impl RoleRow {
 }
 
 /// Poll the agents until every role of the plan runs (or is in a crash loop), or `limit`
-/// passes. `progress` hears each role the first time it settles.
+/// passes. Boards in `given_up` (unreachable, or refused their spec) are not waited for:
+/// their roles cannot come. `progress` hears each role the first time it settles.
 pub async fn wait_for_roles(
     agents: &ClusterAgents,
     client: &AgentClient,
     view: &PlanView,
+    given_up: &std::collections::BTreeSet<String>,
     limit: Duration,
     progress: &mut dyn FnMut(&RoleRow),
 ) -> Vec<RoleRow> {
@@ -245,7 +247,10 @@ pub async fn wait_for_roles(
                 progress(r);
             }
         }
-        if rows.iter().all(RoleRow::settled) || Instant::now() >= deadline {
+        let done = rows
+            .iter()
+            .all(|r| r.settled() || given_up.contains(&r.board));
+        if done || Instant::now() >= deadline {
             return rows;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -129,8 +129,12 @@ pub async fn bootstrap(
     };
     let binaries = Arc::new(AgentBinaries::default());
     // Each board's planned roles decide the engine packages it needs: planned once for all.
-    let topology = crate::plan::topology::load(ctx.state.root()).unwrap_or_default();
-    let planned = Arc::new(crate::plan::planned_roles(&ctx.inventory, &topology));
+    // Who is primary changes no package (both db roles need mariadb-server), so the stored
+    // topology is not read.
+    let planned = Arc::new(crate::plan::planned_roles(
+        &ctx.inventory,
+        &crate::plan::topology::Topology::default(),
+    ));
     let parallel = ctx.inventory.cluster.parallel;
     job::for_each_board(
         selected,

@@ -67,8 +67,11 @@ pub async fn apply_cluster(
     let client = agents.client(AGENT_TIMEOUT)?;
     let view = apply::plan_view(agents, &client).await?;
     let mut ok = true;
+    // Boards whose roles will not come whatever we wait: not reached, or spec refused.
+    let mut given_up: std::collections::BTreeSet<String> = Default::default();
     for b in view.unreachable() {
         ok = false;
+        given_up.insert(b.board.clone());
         eprintln!(
             "{}: agent unreachable, left as it is: {}",
             b.board,
@@ -93,6 +96,7 @@ pub async fn apply_cluster(
         for s in &sent {
             if let Err(e) = &s.result {
                 ok = false;
+                given_up.insert(s.board.clone());
                 eprintln!("{}: spec refused: {e}", s.board);
             }
         }
@@ -113,7 +117,7 @@ pub async fn apply_cluster(
     let rows = if changed.is_empty() {
         apply::role_rows(agents, &client, &view).await
     } else {
-        apply::wait_for_roles(agents, &client, &view, wait, &mut progress).await
+        apply::wait_for_roles(agents, &client, &view, &given_up, wait, &mut progress).await
     };
     if rows.iter().any(|r| r.state != Some(RoleState::Running)) {
         ok = false;

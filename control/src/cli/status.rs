@@ -76,7 +76,7 @@ pub async fn collect(ctx: &ClusterAgents, timeout: Duration) -> anyhow::Result<V
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let inv = super::load_inventory(&args.inventory)?;
-    let ctx = ClusterAgents::open(inv)?;
+    let ctx = tokio::task::spawn_blocking(move || ClusterAgents::open(inv)).await??;
     let timeout = args.timeout;
     let mut boards = collect(&ctx, timeout).await?;
     let inv = match &args.inventory.inventory {

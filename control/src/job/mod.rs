@@ -177,10 +177,6 @@ pub struct JobHandle {
 }
 
 impl JobHandle {
-    pub fn board(&self) -> &str {
-        &self.board
-    }
-
     pub fn step(&self, step: Step) {
         self.progress.set(&self.board, step.describe());
     }

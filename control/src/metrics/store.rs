@@ -33,7 +33,8 @@ pub struct BoardInfo {
     pub name: String,
     /// Address as written in the inventory.
     pub address: String,
-    /// Roles given in the inventory (empty for `auto`).
+    /// The board's planned roles (auto roles filled in, the db primary as the topology has
+    /// it).
     pub roles: Vec<lab_api::Role>,
 }
 

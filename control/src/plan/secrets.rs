@@ -9,7 +9,7 @@ use anyhow::Context;
 use lab_api::spec::{Credential, DbUsers};
 use serde::{Deserialize, Serialize};
 
-use crate::state::{create_private_dir, write_atomic};
+use crate::state::write_atomic;
 
 /// File inside the state dir.
 pub const DB_SECRETS_FILE: &str = "secrets/db.json";
@@ -34,9 +34,6 @@ pub fn db_users(state_dir: &Path) -> anyhow::Result<DbUsers> {
                 app: password()?,
                 monitor: password()?,
             };
-            if let Some(dir) = path.parent() {
-                create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
-            }
             write_atomic(&path, &serde_json::to_vec_pretty(&s)?, 0o600)
                 .with_context(|| format!("writing {}", path.display()))?;
             s
