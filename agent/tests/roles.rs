@@ -580,11 +580,8 @@ impl Drop for AgentProcess {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_binary_stops_its_engines_on_sigterm() {
     engines::ensure_engines();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    // This test's own loopback address: no parallel test can take the port in between.
+    let addr: SocketAddr = engines::unique_loopback();
     let board = Board::new(&addr.to_string());
     std::fs::set_permissions(board.dir.path(), std::fs::Permissions::from_mode(0o755))
         .expect("chmod temp dir");

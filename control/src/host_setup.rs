@@ -148,6 +148,11 @@ pub const ENGINES: &[Requirement] = &[
         provides: "/usr/sbin/mariadbd",
         why: "the database roles",
     },
+    Requirement {
+        package: "mariadb-client",
+        provides: "/usr/bin/mariadb",
+        why: "the `mariadb` client (talk to a board's database by hand; the tests use it)",
+    },
 ];
 
 /// Prometheus' `promtool`, which checks the Prometheus exposition.

@@ -243,9 +243,15 @@ fn data_tier_from_plan_to_replication() {
     assert_eq!(changes, expected, "exactly the moved cache: {plan}");
     cluster.lab_ok(&["apply"]);
     memcached_stats(&addr("db-3")).expect("memcached now on db-3");
-    assert!(
-        memcached_stats(&addr("cache-1")).is_err(),
-        "cache-1 stopped its memcached"
+    // Apply waits for roles to run, not for removed ones to finish stopping.
+    let cache_1 = addr("cache-1");
+    wait_for(
+        "cache-1 stopped its memcached",
+        Duration::from_secs(20),
+        || match memcached_stats(&cache_1) {
+            Err(_) => Ok(()),
+            Ok(_) => Err("memcached still answers on cache-1".to_string()),
+        },
     );
 
     // 5. Restart a replica board with the control plane stopped: it comes back replicating.

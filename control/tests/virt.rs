@@ -45,6 +45,12 @@ fn require_root() {
         lab::host_setup::running_as_root(),
         "virtual-cluster tests need root (network namespaces, bridges): run the suite as root"
     );
+    // sshd, ssh-keygen, ip, ... installed by name, as `lab up` does; not left to whichever
+    // test binary happened to run first.
+    lab::host_setup::ensure(lab::host_setup::VIRTUAL_CLUSTER, &mut |l: &str| {
+        eprintln!("{l}")
+    })
+    .expect("installing the virtual cluster's host packages");
 }
 
 /// A unique cluster of `boards` boards (with the given rootfs each) on a unique /24 in

@@ -22,7 +22,7 @@ pub struct Probe {
     pub init: Init,
     /// path -> hex SHA-256, for the managed files that exist.
     pub hashes: HashMap<String, String>,
-    /// The engine binaries ([`crate::host_setup::ENGINES`]) the board has.
+    /// The engine binaries (of [`super::engines::requirement`]) the board has.
     pub engines: Vec<String>,
     /// The board has `apt-get` (engine packages can be installed).
     pub apt: bool,
@@ -44,8 +44,9 @@ if command -v apt-get >/dev/null 2>&1; then echo lab:apt=yes; fi"#;
         .arg("lab-probe")
         .args(paths.iter().copied())
         .args(
-            crate::host_setup::ENGINES
-                .iter()
+            lab_api::Engine::ALL
+                .into_iter()
+                .filter_map(super::engines::requirement)
                 .map(|r| format!("engine:{}", r.provides)),
         )
         .sudo(sudo)
