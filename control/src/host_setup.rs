@@ -111,7 +111,35 @@ pub fn ensure(reqs: &[Requirement], say: &mut dyn FnMut(&str)) -> anyhow::Result
         run(&["update"])?;
         run(&install)?;
     }
+    // Debian starts and enables a server package's service on install. lab runs its engines
+    // itself, on the boards: the host's own copies (nginx on :80 of every interface, a
+    // MariaDB, ...) would only be left running behind the user's back.
+    if Path::new("/run/systemd/system").exists() {
+        for service in missing.iter().filter_map(|r| host_service(r.package)) {
+            let stopped = Command::new("systemctl")
+                .args(["disable", "--now", "--quiet", service])
+                .status();
+            match stopped {
+                Ok(s) if s.success() => say(&format!(
+                    "stopped and disabled this host's own {service} service (lab runs its engines on the boards)"
+                )),
+                _ => say(&format!("could not stop this host's {service} service: `systemctl disable --now {service}`")),
+            }
+        }
+    }
     Ok(())
+}
+
+/// The systemd service a package starts on install, for the packages lab installs only to
+/// run their programs itself.
+fn host_service(package: &str) -> Option<&'static str> {
+    match package {
+        "nginx-light" => Some("nginx"),
+        "memcached" => Some("memcached"),
+        "mariadb-server" => Some("mariadb"),
+        "prometheus" => Some("prometheus"),
+        _ => None,
+    }
 }
 
 /// Whether this process runs with effective uid 0 (what the virtual cluster and apt need).
