@@ -337,9 +337,23 @@ async fn one(conn: &mut mysql_async::Conn, sql: &str) -> Option<String> {
         .flatten()
 }
 
+/// The marker of the mariadbd an agent with `state_dir` runs.
+fn mariadbd_marker(state_dir: &str) -> String {
+    format!("--defaults-file={state_dir}/db/my.cnf")
+}
+
+/// Asserts that the mariadbd of `state_dir` runs now, so that a later "gone" is not vacuous.
+fn assert_mariadbd_runs(state_dir: &str) {
+    assert!(
+        !processes_with(&mariadbd_marker(state_dir)).is_empty(),
+        "no mariadbd with {} running",
+        mariadbd_marker(state_dir)
+    );
+}
+
 /// Waits until no process runs with `--defaults-file` under `state_dir`.
 async fn assert_no_mariadbd(state_dir: &str) {
-    let marker = format!("--defaults-file={state_dir}/db/my.cnf");
+    let marker = mariadbd_marker(state_dir);
     wait_for("mariadbd gone", Duration::from_secs(5), || async {
         match processes_with(&marker).as_slice() {
             [] => Ok(()),
@@ -500,6 +514,8 @@ async fn a_replica_follows_its_primary() {
         primary.board.config.state_dir.clone(),
         replica.board.config.state_dir.clone(),
     );
+    assert_mariadbd_runs(&primary_state);
+    assert_mariadbd_runs(&replica_state);
     tokio::join!(primary.stop(), replica.stop());
     assert_no_mariadbd(&primary_state).await;
     assert_no_mariadbd(&replica_state).await;
@@ -550,6 +566,7 @@ async fn an_engine_that_cannot_start_is_reported_and_the_other_role_runs() {
     assert_eq!(db.restarts, 0, "the database was never disturbed: {db:?}");
 
     let state_dir = agent.board.config.state_dir.clone();
+    assert_mariadbd_runs(&state_dir);
     agent.stop().await;
     assert_no_mariadbd(&state_dir).await;
     assert!(processes_with("memcached -l 203.0.113.1").is_empty());

@@ -104,11 +104,14 @@ impl Board {
     pub fn new(listen: &str) -> Board {
         let dir = tempfile::tempdir().expect("temp dir");
         let ca = Ca::new("lab test CA");
-        let agent = ca.issue(
-            BOARD_NAME,
-            &["127.0.0.1"],
-            ExtendedKeyUsagePurpose::ServerAuth,
-        );
+        // Valid for the address it listens on (a test's own loopback address) too.
+        let host = listen.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
+        let names: Vec<&str> = if host == "127.0.0.1" {
+            vec!["127.0.0.1"]
+        } else {
+            vec!["127.0.0.1", host]
+        };
+        let agent = ca.issue(BOARD_NAME, &names, ExtendedKeyUsagePurpose::ServerAuth);
         let path = |name: &str| dir.path().join(name);
         std::fs::write(path("ca.pem"), ca.pem()).expect("write CA");
         std::fs::write(path("agent.pem"), &agent.cert_pem).expect("write cert");
