@@ -39,6 +39,8 @@ pub const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 pub const REFRESH: Duration = Duration::from_secs(2);
 /// Time between two readiness probes.
 const PROBE_EVERY: Duration = Duration::from_millis(100);
+/// Longest a running engine may take to apply a config change in place (a replica's repoint).
+pub const APPLY_WITHIN: Duration = Duration::from_secs(30);
 
 /// Where every role is, shared by the supervisors (writers) and health (reader).
 #[derive(Clone, Default)]
@@ -326,16 +328,31 @@ async fn run(
                     return Ended::Cancelled; // the reconciler is gone
                 }
                 let new = config.borrow_and_update().clone();
-                match engine.apply(&new).await {
-                    Ok(message) => {
+                // A hung server must neither hold up a shutdown nor the next spec forever.
+                let applied = tokio::select! {
+                    _ = cancel.cancelled() => return Ended::Cancelled,
+                    applied = tokio::time::timeout(APPLY_WITHIN, engine.apply(&new)) => applied,
+                };
+                match applied {
+                    Ok(Ok(message)) => {
                         log::info!("{name}: applied the new config without a restart: {message}");
                         running(message);
                     }
-                    Err(err) => return Ended::Failed(format!("applying the new config: {err:#}")),
+                    Ok(Err(err)) => return Ended::Failed(format!("applying the new config: {err:#}")),
+                    Err(_) => {
+                        return Ended::Failed(format!(
+                            "applying the new config: {name} did not answer within {} s",
+                            APPLY_WITHIN.as_secs()
+                        ))
+                    }
                 }
             }
             _ = refresh.tick() => {
-                if let Some(message) = engine.refresh().await {
+                let refreshed = tokio::select! {
+                    _ = cancel.cancelled() => return Ended::Cancelled,
+                    refreshed = engine.refresh() => refreshed,
+                };
+                if let Some(message) = refreshed {
                     running(message);
                 }
             }
