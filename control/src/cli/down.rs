@@ -31,7 +31,7 @@ pub async fn run(args: DownArgs) -> anyhow::Result<ExitCode> {
         println!("control plane (lab serve, pid {pid}) stopped");
     }
     if inv.is_virtual() {
-        if !inv.cluster.state_dir.exists() && !virtual_objects_exist(&inv) {
+        if !inv.cluster.state_dir.exists() && !crate::virt::inventory::objects_exist(&inv) {
             // Never brought up: a command that only stops things creates nothing.
             println!(
                 "cluster `{}` is not up (no state in {}): nothing to stop",
@@ -98,19 +98,4 @@ pub async fn run(args: DownArgs) -> anyhow::Result<ExitCode> {
     )
     .await;
     Ok(job::summary(&reports))
-}
-
-/// Whether any kernel object of this virtual cluster (its bridge, a board's namespace or
-/// veth) exists on this host.
-fn virtual_objects_exist(inv: &crate::inventory::Inventory) -> bool {
-    use crate::virt::names;
-    let cluster = &inv.cluster.name;
-    let net = |iface: &str| std::path::Path::new("/sys/class/net").join(iface).exists();
-    net(&names::bridge_name(cluster))
-        || inv.boards.iter().any(|b| {
-            net(&names::host_veth_name(cluster, &b.name))
-                || std::path::Path::new("/run/netns")
-                    .join(names::netns_name(cluster, &b.name))
-                    .exists()
-        })
 }

@@ -100,3 +100,16 @@ pub fn destroy_virtual_boards(ctx: &ClusterContext, purge: bool) -> anyhow::Resu
     }
     Ok(())
 }
+
+/// Whether any kernel object of the inventory's virtual cluster (its bridge, a board's
+/// namespace or host-side veth) exists on this host.
+pub fn objects_exist(inv: &crate::inventory::Inventory) -> bool {
+    use super::names;
+    use super::net::{link_exists, netns_exists};
+    let cluster = &inv.cluster.name;
+    link_exists(&names::bridge_name(cluster))
+        || inv.boards.iter().any(|b| {
+            link_exists(&names::host_veth_name(cluster, &b.name))
+                || netns_exists(&names::netns_name(cluster, &b.name))
+        })
+}
