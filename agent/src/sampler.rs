@@ -73,6 +73,16 @@ pub fn spec_collectors(spec: &Held, db_socket: &Path) -> Vec<CollectorConfig> {
     spec.roles
         .iter()
         .map(|role| match role {
+            RoleConfig::Lb(l) => CollectorConfig {
+                role: role.role(),
+                engine: Engine::Nginx,
+                address: format!("http://127.0.0.1:{}/stub_status", l.status_port),
+            },
+            RoleConfig::App(a) => CollectorConfig {
+                role: role.role(),
+                engine: Engine::LabApp,
+                address: format!("http://{}:{}{}", a.bind, a.port, lab_api::app::paths::STATS),
+            },
             RoleConfig::Cache(c) => CollectorConfig {
                 role: role.role(),
                 engine: Engine::Memcached,

@@ -13,9 +13,11 @@
 //! - [`time`]: wire timestamps (ms since the epoch) as RFC 3339 UTC, for logs and exports.
 //! - [`metrics`]: the per-second [`metrics::Sample`] an agent streams to the control plane.
 //! - [`roles`]: [`Role`] and [`Engine`], the names of what a board does and what runs it.
+//! - [`app`]: the app's HTTP API (paths, headers, bodies), shared by the app and `lab load`.
 //! - [`backoff`]: the one exponential backoff (agent restarts, control-plane reconnects).
 //! - [`cgroup`]: where a process's cgroups are on disk (the virtual boards' size limits).
 
+pub mod app;
 pub mod backoff;
 pub mod cgroup;
 pub mod metrics;

@@ -18,6 +18,12 @@ pub const MEMCACHED_PORT: u16 = 11211;
 pub const MARIADB_PORT: u16 = 3306;
 /// The database the app uses (created once on the primary).
 pub const APP_SCHEMA: &str = "labapp";
+/// Port of our app server on an app board (cluster network only).
+pub const APP_PORT: u16 = 8080;
+/// Port NGINX serves clients on, on an lb board.
+pub const LB_PORT: u16 = 80;
+/// Port of NGINX's `stub_status` on an lb board, on loopback only (the agent reads it).
+pub const LB_STATUS_PORT: u16 = 8081;
 
 /// Everything one board must run. Sent whole; stored whole.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +63,36 @@ impl BoardSpec {
                 RoleConfig::Cache(c) => {
                     if c.memory_mb == 0 {
                         out.push("cache: memory_mb must be at least 1".into());
+                    }
+                }
+                RoleConfig::Lb(l) => {
+                    if l.upstreams.is_empty() {
+                        out.push("lb: no app board to send requests to".into());
+                    }
+                    for u in &l.upstreams {
+                        if u.weight == 0 || u.weight > 100 {
+                            out.push(format!("lb: weight of {} must be 1..=100", u.board));
+                        }
+                        if u.host.parse::<std::net::IpAddr>().is_err() {
+                            out.push(format!("lb: {} has no IP address ({:?})", u.board, u.host));
+                        }
+                    }
+                    if l.connect_timeout_ms == 0 {
+                        out.push("lb: connect_timeout_ms must be at least 1".into());
+                    }
+                }
+                RoleConfig::App(a) => {
+                    if a.jwt_key.len() < 32 {
+                        out.push("app: jwt_key must be at least 32 characters".into());
+                    }
+                    if a.db.primary.is_none() && a.db.replicas.is_empty() {
+                        out.push("app: no database board to use".into());
+                    }
+                    if !is_sql_name(&a.db.user.user) || !is_sql_name(&a.db.schema) {
+                        out.push("app: database user or schema is not [a-z0-9_]{1,32}".into());
+                    }
+                    if a.token_ttl_secs == 0 {
+                        out.push("app: token_ttl_secs must be at least 1".into());
                     }
                 }
                 RoleConfig::DbMaster(d) | RoleConfig::DbReplica(d) => {
@@ -112,6 +148,8 @@ pub fn is_sql_name(s: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "role", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum RoleConfig {
+    Lb(LbConfig),
+    App(AppConfig),
     Cache(CacheConfig),
     DbMaster(DbConfig),
     DbReplica(DbConfig),
@@ -120,10 +158,154 @@ pub enum RoleConfig {
 impl RoleConfig {
     pub fn role(&self) -> Role {
         match self {
+            RoleConfig::Lb(_) => Role::Lb,
+            RoleConfig::App(_) => Role::App,
             RoleConfig::Cache(_) => Role::Cache,
             RoleConfig::DbMaster(_) => Role::DbMaster,
             RoleConfig::DbReplica(_) => Role::DbReplica,
         }
+    }
+}
+
+/// NGINX on an lb board: the clients' way in, spreading requests over the app boards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LbConfig {
+    /// Address clients reach (the board's address; `0.0.0.0` on a real board's public side).
+    pub listen: String,
+    pub port: u16,
+    /// `stub_status` on `127.0.0.1:<status_port>` (read by the board's agent only).
+    pub status_port: u16,
+    pub algorithm: LbAlgorithm,
+    /// The app boards, in plan order.
+    pub upstreams: Vec<Upstream>,
+    /// How long NGINX waits for a TCP connection to an app before trying the next one (a
+    /// powered-off board sends no RST, so this is what bounds a dead app's cost).
+    pub connect_timeout_ms: u32,
+}
+
+/// How the LB picks an app board: the classroom switch (`[lb] algorithm` in the inventory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LbAlgorithm {
+    /// In turn (weighted where weights differ).
+    #[default]
+    RoundRobin,
+    /// To the app with the fewest requests in flight.
+    LeastConn,
+    /// By the client's address: one client sticks to one app.
+    IpHash,
+}
+
+impl LbAlgorithm {
+    pub const ALL: [LbAlgorithm; 3] = [
+        LbAlgorithm::RoundRobin,
+        LbAlgorithm::LeastConn,
+        LbAlgorithm::IpHash,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LbAlgorithm::RoundRobin => "round-robin",
+            LbAlgorithm::LeastConn => "least-conn",
+            LbAlgorithm::IpHash => "ip-hash",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LbAlgorithm> {
+        LbAlgorithm::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for LbAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One app board behind the LB.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    pub board: String,
+    pub host: String,
+    pub port: u16,
+    /// Relative share of requests (1..=100; 1 unless the inventory gives `weight`).
+    pub weight: u32,
+}
+
+/// Our app server on an app board (`lab-agent app`, run by the agent).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// The board's name (answered in `X-Served-By`).
+    pub board: String,
+    /// The board's cluster address (never 0.0.0.0: only the LB is for clients).
+    pub bind: String,
+    pub port: u16,
+    pub db: AppDb,
+    /// Every cache board, in plan order (the app hashes keys over them).
+    pub caches: Vec<CachePeer>,
+    /// Key signing the app's tokens (HS256), per cluster, secret.
+    pub jwt_key: String,
+    /// How long a login token is valid.
+    pub token_ttl_secs: u64,
+    /// How long a cached read lives in memcached.
+    pub cache_ttl_secs: u32,
+}
+
+impl std::fmt::Debug for AppConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppConfig")
+            .field("board", &self.board)
+            .field("bind", &self.bind)
+            .field("port", &self.port)
+            .field("db", &self.db)
+            .field("caches", &self.caches)
+            .field("token_ttl_secs", &self.token_ttl_secs)
+            .field("cache_ttl_secs", &self.cache_ttl_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the app reads and writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppDb {
+    /// Writes (and reads that must see a write) go here.
+    pub primary: Option<DbPeer>,
+    /// Reads go here, spread over them.
+    pub replicas: Vec<DbPeer>,
+    /// The app's database user.
+    pub user: Credential,
+    pub schema: String,
+}
+
+/// One memcached board as the app sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CachePeer {
+    pub board: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Whether the engine running `old` can take `new` without a restart: a replica whose only
+/// change is its primary (repointed), NGINX on the same address (graceful reload), the app
+/// on the same address (re-reads its config). The agent's reconciler and `lab plan` both
+/// decide by this.
+pub fn applies_in_place(old: &RoleConfig, new: &RoleConfig) -> bool {
+    match (old, new) {
+        (RoleConfig::DbReplica(a), RoleConfig::DbReplica(b)) => {
+            let mut a = a.clone();
+            a.primary.clone_from(&b.primary);
+            a == *b
+        }
+        (RoleConfig::Lb(a), RoleConfig::Lb(b)) => {
+            (&a.listen, a.port, a.status_port) == (&b.listen, b.port, b.status_port)
+        }
+        (RoleConfig::App(a), RoleConfig::App(b)) => (&a.bind, a.port) == (&b.bind, b.port),
+        _ => false,
     }
 }
 

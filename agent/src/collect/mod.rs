@@ -6,11 +6,14 @@
 //! garbage) yields `up: false` and no figures: a collector never stops the sampler.
 //! [`collect_all`] runs all collectors of the agent concurrently.
 //!
-//! - [`nginx`]: `stub_status` over plain HTTP.
+//! - [`nginx`]: `stub_status` over plain HTTP ([`http`]).
+//! - [`lab_app`]: our app's stats page (JSON) over plain HTTP.
 //! - [`memcached`]: the `stats` command over TCP.
 //! - [`mariadb`]: status, read-only flag and replication over the MySQL protocol
 //!   (`mysql_async`).
 
+pub mod http;
+pub mod lab_app;
 pub mod mariadb;
 pub mod memcached;
 pub mod nginx;
@@ -55,6 +58,7 @@ pub fn gauge(name: &str, value: f64) -> Figure {
 /// How one engine is read, with what must survive between samples.
 enum Source {
     Nginx,
+    LabApp,
     Memcached,
     Mariadb(Box<mariadb::Mariadb>),
     /// An engine without a collector yet: reported as down.
@@ -73,6 +77,7 @@ impl Collector {
         let source = match config.engine {
             Engine::Nginx => Source::Nginx,
             Engine::Memcached => Source::Memcached,
+            Engine::LabApp => Source::LabApp,
             Engine::Mariadb => Source::Mariadb(Box::new(mariadb::Mariadb::new(&config.address))),
             other => {
                 log::warn!(
@@ -91,6 +96,7 @@ impl Collector {
         let result = tokio::time::timeout(TIMEOUT, async {
             match &mut self.source {
                 Source::Nginx => nginx::collect(address).await,
+                Source::LabApp => lab_app::collect(address).await,
                 Source::Memcached => memcached::collect(address).await,
                 Source::Mariadb(db) => db.collect().await,
                 Source::None => Err("no collector for this engine".into()),

@@ -1,63 +1,18 @@
-//! NGINX collector: `GET` of the `stub_status` URL (plain HTTP over loopback or the cluster
-//! network, e.g. `http://127.0.0.1:8080/stub_status`) with a hyper client on a tokio TCP
-//! stream.
+//! NGINX collector: `GET` of the `stub_status` URL (plain HTTP over loopback, e.g.
+//! `http://127.0.0.1:8081/stub_status`, with [`super::http::get`]).
 //!
 //! Figures (names stable):
 //! - gauges: `active_connections`, `reading`, `writing`, `waiting`
 //! - counters: `accepts_total`, `handled_total`, `requests_total` (our own request counts)
-
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use super::{counter, gauge, CollectError, Reading};
 
 /// Longest `stub_status` body accepted.
 const MAX_BODY: usize = 16 * 1024;
 
-/// Splits `http://host:port/path` into (`host:port`, `/path`); port 80 when absent.
-pub fn split_url(url: &str) -> Option<(String, String)> {
-    let rest = url.strip_prefix("http://")?;
-    let (authority, path) = match rest.find('/') {
-        Some(slash) => (&rest[..slash], &rest[slash..]),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() {
-        return None;
-    }
-    let has_port = match authority.rfind(']') {
-        Some(bracket) => authority[bracket..].contains(':'),
-        None => authority.contains(':'),
-    };
-    let authority = if has_port {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
-    Some((authority, path.to_string()))
-}
-
 /// Fetches and parses the `stub_status` page at `url`.
 pub async fn collect(url: &str) -> Result<Reading, CollectError> {
-    let (authority, path) = split_url(url).ok_or_else(|| format!("not an http:// URL: {url:?}"))?;
-    let tcp = TcpStream::connect(&authority).await?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-    let driver = tokio::spawn(connection);
-    let request = hyper::Request::get(path)
-        .header(hyper::header::HOST, authority)
-        .header(hyper::header::CONNECTION, "close")
-        .body(Empty::<Bytes>::new())?;
-    let response = sender.send_request(request).await?;
-    if !response.status().is_success() {
-        driver.abort();
-        return Err(format!("HTTP {}", response.status()).into());
-    }
-    let body = http_body_util::Limited::new(response.into_body(), MAX_BODY)
-        .collect()
-        .await?
-        .to_bytes();
-    driver.abort();
+    let body = super::http::get(url, MAX_BODY).await?;
     parse(&String::from_utf8_lossy(&body)).ok_or_else(|| "not a stub_status page".into())
 }
 
@@ -104,6 +59,7 @@ pub fn parse(page: &str) -> Option<Reading> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collect::http::split_url;
 
     // Captured from nginx 1.22 `stub_status` (the trailing spaces are nginx's).
     const PAGE: &str = "Active connections: 291 \nserver accepts handled requests\n \

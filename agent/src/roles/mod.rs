@@ -9,14 +9,16 @@
 //!   whole, restart, or repoint a replica without a restart).
 //! - [`supervisor`]: one task per role: prepare, start, wait until it answers, set up, watch;
 //!   restarts with backoff, failures reported with the log's tail.
-//! - [`memcached`], [`mariadb`]: what each engine needs (command line, config, readiness,
-//!   setup); [`sql`]: the SQL text the database roles run, built and escaped in one place.
+//! - [`nginx`], [`app`], [`memcached`], [`mariadb`]: what each engine needs (command line,
+//!   config, readiness, setup, reload in place); [`sql`]: the SQL text the database roles run, built and escaped in one place.
 //!
 //! [`Roles::start`] loads the stored spec and starts the reconciler, so a rebooted board
 //! comes back with its roles without the control plane.
 
+pub mod app;
 pub mod mariadb;
 pub mod memcached;
+pub mod nginx;
 pub mod reconciler;
 pub mod sql;
 pub mod store;
@@ -41,6 +43,8 @@ pub const LONGEST_STOP: std::time::Duration = std::time::Duration::from_secs(
     mariadb::STOP_DEADLINE.as_secs() + crate::engine::process::KILL_CONFIRM.as_secs(),
 );
 const _: () = assert!(mariadb::STOP_DEADLINE.as_secs() >= memcached::STOP_DEADLINE.as_secs());
+const _: () = assert!(mariadb::STOP_DEADLINE.as_secs() >= nginx::STOP_DEADLINE.as_secs());
+const _: () = assert!(mariadb::STOP_DEADLINE.as_secs() >= app::STOP_DEADLINE.as_secs());
 
 /// What the API and the sampler hold of the roles: the spec store and the statuses.
 #[derive(Clone)]

@@ -6,8 +6,8 @@
 //!   whole); all removals finish before anything starts (a promoted replica's database
 //!   directory is free again before the primary starts in it);
 //! - a role whose config changed: restarted (stopped whole, started with the new config),
-//!   except a replica whose only change is its primary: repointed without a restart
-//!   ([`only_primary_changed`]);
+//!   except where the engine can take it in place ([`applies_in_place`]): a replica
+//!   repointed, NGINX reloaded, the app re-reading its config;
 //! - a role the spec adds: a supervisor is started ([`super::supervisor`]).
 //!
 //! On shutdown every supervisor is cancelled and awaited, so no engine outlives the agent's
@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use lab_api::spec::RoleConfig;
+use lab_api::spec::{applies_in_place, RoleConfig};
 use lab_api::Role;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -44,18 +44,6 @@ async fn stop_all(supervised: Vec<Supervised>, statuses: &StatusBoard) {
             log::error!("role {role}: supervisor task failed: {err}");
         }
         statuses.remove(role);
-    }
-}
-
-/// True when `old` and `new` are both replica configs equal but for `primary`.
-pub fn only_primary_changed(old: &RoleConfig, new: &RoleConfig) -> bool {
-    match (old, new) {
-        (RoleConfig::DbReplica(a), RoleConfig::DbReplica(b)) => {
-            let mut a = a.clone();
-            a.primary.clone_from(&b.primary);
-            a == *b
-        }
-        _ => false,
     }
 }
 
@@ -96,8 +84,8 @@ async fn converge(
         };
         match wanted.iter().find(|c| c.role() == role) {
             Some(new) if *new == supervised.config => {}
-            Some(new) if only_primary_changed(&supervised.config, new) => {
-                log::info!("role {role}: the primary moved; repointing without a restart");
+            Some(new) if applies_in_place(&supervised.config, new) => {
+                log::info!("role {role}: config changed; applying it without a restart");
                 if let Some(s) = running.get_mut(&role) {
                     s.config = new.clone();
                     s.update.send_replace(new.clone());
@@ -172,18 +160,15 @@ mod tests {
 
     #[test]
     fn a_moved_primary_alone_needs_no_restart() {
-        assert!(only_primary_changed(
-            &replica("db-1", 64),
-            &replica("db-3", 64)
-        ));
-        assert!(!only_primary_changed(
+        assert!(applies_in_place(&replica("db-1", 64), &replica("db-3", 64)));
+        assert!(!applies_in_place(
             &replica("db-1", 64),
             &replica("db-3", 128)
         ));
         let RoleConfig::DbReplica(d) = replica("db-1", 64) else {
             unreachable!()
         };
-        assert!(!only_primary_changed(
+        assert!(!applies_in_place(
             &replica("db-1", 64),
             &RoleConfig::DbMaster(d)
         ));

@@ -24,8 +24,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::app::{self, App};
 use super::mariadb::{self, Db};
 use super::memcached::{self, Cache};
+use super::nginx::{self, Lb};
 use crate::engine::{EngineCommand, EngineProcess, StopMode};
 
 /// Lines of the engine's log shown with a failure.
@@ -75,8 +77,10 @@ pub struct RoleDirs {
     pub log_dir: PathBuf,
 }
 
-/// The engine behind a role (enum dispatch: two kinds, no trait objects needed).
+/// The engine behind a role (enum dispatch: a few kinds, no trait objects needed).
 enum RoleEngine {
+    Lb(Box<Lb>),
+    App(Box<App>),
     Cache(Cache),
     Db(Box<Db>),
 }
@@ -85,6 +89,10 @@ impl RoleEngine {
     fn new(config: &RoleConfig, dirs: &RoleDirs) -> RoleEngine {
         let log = log_path(config.role(), dirs);
         match config {
+            RoleConfig::Lb(l) => RoleEngine::Lb(Box::new(Lb::new(l.clone(), &dirs.state_dir, log))),
+            RoleConfig::App(a) => {
+                RoleEngine::App(Box::new(App::new(a.clone(), &dirs.state_dir, log)))
+            }
             RoleConfig::Cache(c) => RoleEngine::Cache(Cache {
                 config: c.clone(),
                 log,
@@ -100,6 +108,8 @@ impl RoleEngine {
 
     fn name(&self) -> &'static str {
         match self {
+            RoleEngine::Lb(_) => "nginx",
+            RoleEngine::App(_) => "lab-app",
             RoleEngine::Cache(_) => "memcached",
             RoleEngine::Db(_) => "mariadbd",
         }
@@ -107,6 +117,8 @@ impl RoleEngine {
 
     fn log(&self) -> &Path {
         match self {
+            RoleEngine::Lb(l) => &l.log,
+            RoleEngine::App(a) => &a.log,
             RoleEngine::Cache(c) => &c.log,
             RoleEngine::Db(d) => &d.log,
         }
@@ -114,6 +126,8 @@ impl RoleEngine {
 
     fn ready_within(&self) -> Duration {
         match self {
+            RoleEngine::Lb(_) => nginx::READY_WITHIN,
+            RoleEngine::App(_) => app::READY_WITHIN,
             RoleEngine::Cache(_) => memcached::READY_WITHIN,
             RoleEngine::Db(_) => mariadb::READY_WITHIN,
         }
@@ -121,6 +135,8 @@ impl RoleEngine {
 
     fn stop_deadline(&self) -> Duration {
         match self {
+            RoleEngine::Lb(_) => nginx::STOP_DEADLINE,
+            RoleEngine::App(_) => app::STOP_DEADLINE,
             RoleEngine::Cache(_) => memcached::STOP_DEADLINE,
             RoleEngine::Db(_) => mariadb::STOP_DEADLINE,
         }
@@ -128,6 +144,8 @@ impl RoleEngine {
 
     async fn prepare(&mut self) -> anyhow::Result<EngineCommand> {
         match self {
+            RoleEngine::Lb(l) => l.prepare().await,
+            RoleEngine::App(a) => a.prepare().await,
             RoleEngine::Cache(c) => c.prepare().await,
             RoleEngine::Db(d) => d.prepare().await,
         }
@@ -135,6 +153,8 @@ impl RoleEngine {
 
     async fn ready(&mut self) -> anyhow::Result<()> {
         match self {
+            RoleEngine::Lb(l) => l.ready().await,
+            RoleEngine::App(a) => a.ready().await,
             RoleEngine::Cache(c) => c.ready().await,
             RoleEngine::Db(d) => d.ready().await,
         }
@@ -142,6 +162,8 @@ impl RoleEngine {
 
     async fn setup(&mut self) -> anyhow::Result<String> {
         match self {
+            RoleEngine::Lb(l) => Ok(l.message()),
+            RoleEngine::App(a) => Ok(a.message()),
             RoleEngine::Cache(c) => Ok(c.message()),
             RoleEngine::Db(d) => d.setup().await,
         }
@@ -150,7 +172,7 @@ impl RoleEngine {
     /// The running message again (None: keep the old one).
     async fn refresh(&mut self) -> Option<String> {
         match self {
-            RoleEngine::Cache(_) => None,
+            RoleEngine::Lb(_) | RoleEngine::App(_) | RoleEngine::Cache(_) => None,
             RoleEngine::Db(d) => {
                 let fresh = tokio::time::timeout(Duration::from_secs(1), d.message()).await;
                 match fresh {
@@ -169,10 +191,13 @@ impl RoleEngine {
         }
     }
 
-    /// Applies a config changed in a way that needs no restart.
-    async fn apply(&mut self, config: &RoleConfig) -> anyhow::Result<String> {
+    /// Applies a config changed in a way that needs no restart (`pid`: the engine's main
+    /// process, for those that reload on a signal).
+    async fn apply(&mut self, config: &RoleConfig, pid: i32) -> anyhow::Result<String> {
         match (self, config) {
             (RoleEngine::Db(d), RoleConfig::DbReplica(c)) => d.repoint(c.clone()).await,
+            (RoleEngine::Lb(l), RoleConfig::Lb(c)) => l.reload(c.clone(), pid).await,
+            (RoleEngine::App(a), RoleConfig::App(c)) => a.reload(c.clone(), pid).await,
             _ => anyhow::bail!("this change needs a restart"),
         }
     }
@@ -331,7 +356,7 @@ async fn run(
                 // A hung server must neither hold up a shutdown nor the next spec forever.
                 let applied = tokio::select! {
                     _ = cancel.cancelled() => return Ended::Cancelled,
-                    applied = tokio::time::timeout(APPLY_WITHIN, engine.apply(&new)) => applied,
+                    applied = tokio::time::timeout(APPLY_WITHIN, engine.apply(&new, proc.pid())) => applied,
                 };
                 match applied {
                     Ok(Ok(message)) => {

@@ -18,6 +18,9 @@ pub enum Change {
     Reconfigure { role: Role, fields: Vec<String> },
     /// A replica follows another primary (no restart).
     Repoint { from: String, to: String },
+    /// The engine takes the new configuration without a restart (NGINX reload, the app
+    /// re-reading its config).
+    Reload { role: Role, fields: Vec<String> },
     /// Only the topology epoch moves.
     Epoch { from: u64, to: u64 },
 }
@@ -31,6 +34,9 @@ impl Change {
                 format!("rewrite {role} config ({}), restart", fields.join(", "))
             }
             Change::Repoint { from, to } => format!("repoint db-replica: {from} -> {to}"),
+            Change::Reload { role, fields } => {
+                format!("reload {role} ({}), no restart", fields.join(", "))
+            }
             Change::Epoch { from: 0, to } => {
                 format!("hold the spec (epoch {to}); no role with an engine to run yet")
             }
@@ -42,6 +48,23 @@ impl Change {
 /// What starting `config` means, for people.
 pub fn start_words(config: &RoleConfig) -> String {
     match config {
+        RoleConfig::Lb(l) => format!(
+            "nginx on {}:{}, {} over {}",
+            l.listen,
+            l.port,
+            l.algorithm,
+            upstream_words(l)
+        ),
+        RoleConfig::App(a) => format!(
+            "app on {}:{}, {} cache board(s), database {}",
+            a.bind,
+            a.port,
+            a.caches.len(),
+            a.db.primary
+                .as_ref()
+                .map(|p| p.board.as_str())
+                .unwrap_or("(no primary)")
+        ),
         RoleConfig::Cache(c) => format!("memcached on {}:{}, {} MiB", c.bind, c.port, c.memory_mb),
         RoleConfig::DbMaster(d) => format!(
             "mariadb primary on {}:{}, server id {}",
@@ -55,6 +78,53 @@ pub fn start_words(config: &RoleConfig) -> String {
             d.server_id
         ),
     }
+}
+
+/// The app's database endpoints before and after, without the credential.
+fn app_db_words(before: Option<&serde_json::Value>, after: &serde_json::Value) -> String {
+    let words = |v: &serde_json::Value| {
+        let board = |p: &serde_json::Value| {
+            p.get("board")
+                .and_then(|b| b.as_str())
+                .unwrap_or("?")
+                .to_string()
+        };
+        let primary = v
+            .get("primary")
+            .filter(|p| !p.is_null())
+            .map(board)
+            .unwrap_or_else(|| "none".into());
+        let replicas: Vec<String> = v
+            .get("replicas")
+            .and_then(|r| r.as_array())
+            .map(|r| r.iter().map(board).collect())
+            .unwrap_or_default();
+        format!("primary {primary}, replicas [{}]", replicas.join(", "))
+    };
+    let (a, b) = (
+        before.map(words).unwrap_or_else(|| "none".into()),
+        words(after),
+    );
+    if a == b {
+        "user/password".into()
+    } else {
+        format!("{a} -> {b}")
+    }
+}
+
+/// "app-1, app-2 (weight 3)".
+pub fn upstream_words(l: &lab_api::spec::LbConfig) -> String {
+    l.upstreams
+        .iter()
+        .map(|u| {
+            if u.weight == 1 {
+                u.board.clone()
+            } else {
+                format!("{} (weight {})", u.board, u.weight)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The changes that take the agent from `held` (None: it holds no spec) to `want`.
@@ -109,6 +179,12 @@ fn changed(old: &RoleConfig, new: &RoleConfig) -> Change {
             };
         }
     }
+    if lab_api::spec::applies_in_place(old, new) {
+        return Change::Reload {
+            role: new.role(),
+            fields: field_changes(old, new),
+        };
+    }
     Change::Reconfigure {
         role: new.role(),
         fields: field_changes(old, new),
@@ -128,9 +204,44 @@ fn field_changes(old: &RoleConfig, new: &RoleConfig) -> Vec<String> {
         if before == Some(value) {
             continue;
         }
-        if key == "users" {
-            out.push("users/passwords".into());
-            continue;
+        // Secrets are named, never shown.
+        match key.as_str() {
+            "users" => {
+                out.push("users/passwords".into());
+                continue;
+            }
+            "jwt_key" => {
+                out.push("jwt_key (secret)".into());
+                continue;
+            }
+            "db" => {
+                out.push(format!("database {}", app_db_words(before, value)));
+                continue;
+            }
+            "upstreams" => {
+                if let (RoleConfig::Lb(a), RoleConfig::Lb(b)) = (old, new) {
+                    out.push(format!(
+                        "upstreams {} -> {}",
+                        upstream_words(a),
+                        upstream_words(b)
+                    ));
+                    continue;
+                }
+            }
+            "caches" => {
+                if let (RoleConfig::App(a), RoleConfig::App(b)) = (old, new) {
+                    let names = |c: &lab_api::spec::AppConfig| {
+                        c.caches
+                            .iter()
+                            .map(|p| p.board.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    out.push(format!("caches {} -> {}", names(a), names(b)));
+                    continue;
+                }
+            }
+            _ => {}
         }
         let show = |v: Option<&serde_json::Value>| match v {
             None | Some(serde_json::Value::Null) => "none".to_string(),
