@@ -118,11 +118,8 @@ pub async fn held_specs(agents: &ClusterAgents, client: &AgentClient) -> BTreeMa
 /// The plan and its changes against what the agents hold.
 pub async fn plan_view(agents: &ClusterAgents, client: &AgentClient) -> anyhow::Result<PlanView> {
     let state = agents.state.root().to_path_buf();
-    let (stored, users) = tokio::task::spawn_blocking(move || {
-        anyhow::Ok((
-            plan::topology::load(&state)?,
-            plan::secrets::db_users(&state)?,
-        ))
+    let (stored, secrets) = tokio::task::spawn_blocking(move || {
+        anyhow::Ok((plan::topology::load(&state)?, plan::secrets::load(&state)?))
     })
     .await??;
     let addresses = addresses(agents).await?;
@@ -130,7 +127,7 @@ pub async fn plan_view(agents: &ClusterAgents, client: &AgentClient) -> anyhow::
         boards,
         topology,
         reasons,
-    } = plan::desired(&agents.inventory, &addresses, &stored, &users)?;
+    } = plan::desired(&agents.inventory, &addresses, &stored, &secrets)?;
     let held = held_specs(agents, client).await;
     let boards = boards
         .into_iter()

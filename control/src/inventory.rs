@@ -91,6 +91,8 @@ pub struct Board {
     pub size: Option<BoardSize>,
     /// Line of the board's `name` in the inventory, for messages.
     pub line: usize,
+    /// An app board's share of the LB's requests (`weight = 3`; 1 when not given).
+    pub weight: u32,
 }
 
 impl Board {
@@ -266,6 +268,15 @@ pub struct Inventory {
     pub boards: Vec<Board>,
     /// The database group's settings (`[db]`); its members are the boards with a db role.
     pub db: DbGroup,
+    /// How the lb boards spread requests over the app boards (`[lb] algorithm`).
+    pub lb: LbSettings,
+}
+
+/// `[lb]`: the load balancers' settings, the classroom switch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LbSettings {
+    /// `round-robin` (default), `least-conn` or `ip-hash`.
+    pub algorithm: lab_api::spec::LbAlgorithm,
 }
 
 /// `[db]`: the database group. Members are the boards whose roles name `db` (`db-master`
@@ -349,6 +360,13 @@ struct RawInventory {
     #[serde(default)]
     board: Vec<Spanned<RawBoard>>,
     db: Option<Spanned<RawDb>>,
+    lb: Option<Spanned<RawLb>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLb {
+    algorithm: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -388,6 +406,7 @@ struct RawBoard {
     arch: Option<Spanned<String>>,
     cpus: Option<Spanned<f64>>,
     memory: Option<Spanned<RawMemory>>,
+    weight: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -688,6 +707,30 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
             }
             u.get_ref().clone()
         });
+        let weight = match &rb_ref.weight {
+            None => 1,
+            Some(w) => {
+                let value = *w.get_ref();
+                let is_app = match &roles {
+                    RoleSpec::Given(r) => r.contains(&Role::App),
+                    RoleSpec::Auto => true,
+                };
+                if !(1..=100).contains(&value) {
+                    problem(
+                        w.span(),
+                        b,
+                        format!("weight {value} is out of range (1..=100)"),
+                    );
+                } else if !is_app {
+                    problem(
+                        w.span(),
+                        b,
+                        "weight is an app board's share of the LB's requests; this board has no app role".into(),
+                    );
+                }
+                u32::try_from(value.clamp(1, 100)).unwrap_or(1)
+            }
+        };
         boards.push(Board {
             name: bname,
             address,
@@ -698,9 +741,29 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
             arch,
             size,
             line,
+            weight,
         });
     }
     let db = db_group(raw.db.as_ref(), &boards, &lines, &mut problem);
+    let mut lb = LbSettings::default();
+    if let Some(algorithm) = raw.lb.as_ref().and_then(|t| t.get_ref().algorithm.as_ref()) {
+        match lab_api::spec::LbAlgorithm::parse(algorithm.get_ref()) {
+            Some(a) => lb.algorithm = a,
+            None => problem(
+                algorithm.span(),
+                None,
+                format!(
+                    "[lb] algorithm `{}` is unknown (known: {})",
+                    algorithm.get_ref(),
+                    lab_api::spec::LbAlgorithm::ALL
+                        .iter()
+                        .map(|a| a.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        }
+    }
     if !problems.is_empty() {
         problems.sort_by_key(|p| p.line);
         return Err(invalid(problems));
@@ -711,6 +774,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
         virtual_net,
         boards,
         db,
+        lb,
     })
 }
 
@@ -1159,6 +1223,21 @@ arch = "arm64"
                 "two preferred primaries",
                 "[cluster]\nname=\"c\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"db-master\"]\n[[board]]\nname=\"b\"\naddress=\"10.0.0.3\"\nroles=[\"db-master\"]\n",
                 "inv.toml:8: board `b`: two preferred primaries: `a` (line 4) has db-master too",
+            ),
+            (
+                "unknown lb algorithm",
+                "[cluster]\nname=\"c\"\n[lb]\nalgorithm=\"random\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"lb\"]\n",
+                "inv.toml:4: [lb] algorithm `random` is unknown (known: round-robin, least-conn, ip-hash)",
+            ),
+            (
+                "weight on a board without the app role",
+                "[cluster]\nname=\"c\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"cache\"]\nweight=2\n",
+                "inv.toml:7: board `a`: weight is an app board's share",
+            ),
+            (
+                "weight out of range",
+                "[cluster]\nname=\"c\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"app\"]\nweight=0\n",
+                "inv.toml:7: board `a`: weight 0 is out of range (1..=100)",
             ),
             (
                 "db group with no board",

@@ -8,42 +8,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{describe, wait_for, TestCluster};
-
-/// The cluster's generated database passwords (the state dir keeps them, 0600).
-fn app_password(cluster: &TestCluster) -> String {
-    let text = std::fs::read_to_string(cluster.state_dir().join("secrets/db.json"))
-        .expect("lab keeps the db passwords in <state>/secrets/db.json");
-    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
-    v["app"].as_str().expect("app password").to_string()
-}
-
-/// Run SQL as the app user over the cluster network with the real `mariadb` client.
-fn sql(cluster: &TestCluster, addr: &str, query: &str) -> Result<String, String> {
-    let out = Command::new("mariadb")
-        .args([
-            "-h",
-            addr,
-            "-P",
-            "3306",
-            "-u",
-            "lab_app",
-            "--batch",
-            "--skip-column-names",
-        ])
-        .args(["--connect-timeout=3", "-e", query])
-        .env("MYSQL_PWD", app_password(cluster))
-        .output()
-        .map_err(|e| format!("running the mariadb client: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(describe(&out))
-    }
-}
+use common::{describe, rewrite_roles, sql, wait_for, TestCluster};
 
 /// memcached's `stats`, straight over TCP from the host.
 fn memcached_stats(addr: &str) -> Result<String, String> {
@@ -82,16 +49,6 @@ fn role_states(status: &serde_json::Value) -> Vec<(String, String, String)> {
     }
     out.sort();
     out
-}
-
-fn rewrite_roles(cluster: &TestCluster, board: &str, roles: &str) {
-    let text = std::fs::read_to_string(&cluster.inventory).expect("inventory");
-    let marker = format!("name = \"{board}\"\n");
-    let start = text.find(&marker).expect("board in inventory");
-    let roles_at = start + text[start..].find("roles = ").expect("roles line");
-    let end = roles_at + text[roles_at..].find('\n').expect("line end");
-    let new = format!("{}roles = {roles}{}", &text[..roles_at], &text[end..]);
-    std::fs::write(&cluster.inventory, new).expect("write inventory");
 }
 
 #[test]

@@ -480,7 +480,8 @@ fn host(out: &mut Exposition, base: &[(&str, &str)], sample: &Sample) {
 
 fn roles(out: &mut Exposition, base: &[(&str, &str)], sample: &Sample) {
     for role in &sample.roles {
-        let engine = metric_name_part(role.engine.as_str());
+        // Our own engines drop their `lab-` prefix: `lab_app_requests_total`.
+        let engine = metric_name_part(role.engine.as_str().trim_start_matches("lab-"));
         let labels = [("role", role.role.as_str())];
         out.add(
             &format!("lab_{engine}_up"),

@@ -168,9 +168,11 @@ fn print_plan(view: &PlanView) {
             lines.push("no change".into());
         }
         for w in &b.waiting {
-            lines.push(format!(
-                "{w}: planned; its engine arrives in a later version"
-            ));
+            lines.push(if crate::plan::has_engine(*w) {
+                format!("{w}: planned; waits for the boards it needs (see the reasons)")
+            } else {
+                format!("{w}: planned; its engine arrives in a later version")
+            });
         }
         for (i, line) in lines.iter().enumerate() {
             if i == 0 {
@@ -237,7 +239,7 @@ fn print_roles(rows: &[RoleRow], view: &PlanView) {
     let waiting: usize = view.boards.iter().map(|b| b.waiting.len()).sum();
     if waiting > 0 {
         println!(
-            "  ({waiting} planned role(s) (lb, app, files, cdn) have no engine in this version yet)"
+            "  ({waiting} planned role(s) not run yet: files and cdn have no engine in this version; an lb needs app boards, an app a database)"
         );
     }
 }

@@ -197,7 +197,7 @@ fn role_states(h: &lab_api::Health, inventory_roles: &str) -> String {
         return format!("{inventory_roles} (not applied)");
     }
     if h.roles.is_empty() {
-        return format!("{inventory_roles} (no engine yet)");
+        return format!("{inventory_roles} (nothing to run yet)");
     }
     h.roles
         .iter()

@@ -105,6 +105,24 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             "the same, for scripts".to_string(),
         ),
     ]);
+    if !args.no_apply {
+        let state = ctx.state.root().to_path_buf();
+        let inventory = ctx.inventory.clone();
+        let lb = tokio::task::spawn_blocking(move || crate::plan::entry_url(&inventory, &state))
+            .await
+            .ok()
+            .flatten();
+        if let Some(url) = lb {
+            lines.push((
+                format!("curl -i {url}"),
+                "a request through the LB; X-Served-By names the app board".to_string(),
+            ));
+            lines.push((
+                format!("{lab} load{inv} --rate 200 --duration 30s"),
+                "sign up, log in, post and read through the LB, live p50/p99".to_string(),
+            ));
+        }
+    }
     if ctx.inventory.is_virtual() {
         if let Some(b) = ctx.inventory.boards.last() {
             lines.push((

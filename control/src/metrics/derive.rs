@@ -240,7 +240,32 @@ pub fn key_figure(
     };
     use lab_api::Role;
     match role.role {
-        Role::Lb | Role::App => counter_rate(&REQUEST_COUNTERS).map(|v| make("req/s", v, "req/s")),
+        Role::Lb => counter_rate(&REQUEST_COUNTERS).map(|v| make("req/s", v, "req/s")),
+        Role::App => counter_rate(&REQUEST_COUNTERS).map(|v| {
+            // The app's line says more: tail latency, cache hits, where reads went.
+            let mut unit = String::from("req/s");
+            if let Some(p99) = figure_value(role, "latency_p99_ms") {
+                unit.push_str(&format!(" p99 {p99:.1}ms"));
+            }
+            let delta = |name: &str| Some(figure_value(role, name)? - figure_value(prev?, name)?);
+            if let (Some(h), Some(m)) = (delta("hits_total"), delta("misses_total")) {
+                if h + m > 0.0 {
+                    unit.push_str(&format!(" hit {:.0}%", h / (h + m) * 100.0));
+                }
+            }
+            if let (Some(r), Some(p)) = (
+                delta("db_reads_replica_total"),
+                delta("db_reads_primary_total"),
+            ) {
+                if r + p > 0.0 {
+                    unit.push_str(&format!(" replica reads {:.0}%", r / (r + p) * 100.0));
+                }
+            }
+            if let Some(e) = delta("errors_total").filter(|e| *e > 0.0) {
+                unit.push_str(&format!(" 5xx {e:.0}"));
+            }
+            make("req/s", v, &unit)
+        }),
         Role::DbMaster | Role::DbReplica => {
             counter_rate(&QUERY_COUNTERS).map(|v| make("QPS", v, "q/s"))
         }
@@ -423,5 +448,38 @@ mod tests {
             key_figure(&role("files", "x", 1.0, false), None, None),
             None
         );
+    }
+
+    #[test]
+    fn the_app_line_has_latency_hits_and_where_reads_went() {
+        let app = |requests: f64, hits: f64, misses: f64, replica: f64, primary: f64| RoleSample {
+            role: lab_api::Role::App,
+            engine: lab_api::Engine::LabApp,
+            up: true,
+            figures: [
+                ("requests_total", requests, true),
+                ("hits_total", hits, true),
+                ("misses_total", misses, true),
+                ("db_reads_replica_total", replica, true),
+                ("db_reads_primary_total", primary, true),
+                ("latency_p99_ms", 7.25, false),
+            ]
+            .into_iter()
+            .map(|(name, value, counter)| Figure {
+                name: name.into(),
+                value,
+                counter,
+            })
+            .collect(),
+            labels: vec![],
+        };
+        let k = key_figure(
+            &app(300.0, 90.0, 10.0, 8.0, 2.0),
+            Some(&app(100.0, 0.0, 0.0, 0.0, 0.0)),
+            Some(2.0),
+        )
+        .expect("app");
+        assert_eq!(k.value, 100.0);
+        assert_eq!(k.unit, "req/s p99 7.2ms hit 90% replica reads 80%");
     }
 }

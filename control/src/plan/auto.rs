@@ -152,6 +152,7 @@ mod tests {
                 memory_bytes: mib << 20,
             }),
             line: 1,
+            weight: 1,
         }
     }
 

@@ -346,4 +346,65 @@ mod tests {
             }]
         ));
     }
+
+    fn lb(apps: &[&str]) -> RoleConfig {
+        RoleConfig::Lb(lab_api::spec::LbConfig {
+            listen: "0.0.0.0".into(),
+            port: 80,
+            status_port: 8081,
+            algorithm: lab_api::spec::LbAlgorithm::RoundRobin,
+            upstreams: apps
+                .iter()
+                .map(|a| lab_api::spec::Upstream {
+                    board: (*a).into(),
+                    host: "10.0.0.9".into(),
+                    port: 8080,
+                    weight: 1,
+                })
+                .collect(),
+            connect_timeout_ms: 300,
+        })
+    }
+
+    fn app(key: &str) -> RoleConfig {
+        RoleConfig::App(lab_api::spec::AppConfig {
+            board: "app-1".into(),
+            bind: "10.0.0.3".into(),
+            port: 8080,
+            db: lab_api::spec::AppDb {
+                primary: None,
+                replicas: Vec::new(),
+                user: Credential {
+                    user: "lab_app".into(),
+                    password: "hunter2-secret".into(),
+                },
+                schema: "labapp".into(),
+            },
+            caches: Vec::new(),
+            jwt_key: key.into(),
+            token_ttl_secs: 60,
+            cache_ttl_secs: 60,
+        })
+    }
+
+    #[test]
+    fn a_new_app_set_reloads_nginx_and_secrets_stay_hidden() {
+        let held = spec(1, vec![lb(&["app-1"])]);
+        let want = spec(1, vec![lb(&["app-1", "app-2"])]);
+        let changes = diff(&want, Some(&held));
+        assert_eq!(
+            changes,
+            vec![Change::Reload {
+                role: Role::Lb,
+                fields: vec!["upstreams app-1 -> app-1, app-2".into()],
+            }]
+        );
+        let changes = diff(&spec(1, vec![app("new-key-0123")]), Some(&spec(1, vec![app("old-key-4567")])));
+        let words: Vec<String> = changes.iter().map(Change::describe).collect();
+        let text = words.join("; ");
+        assert!(text.contains("reload app (jwt_key (secret)), no restart"), "{text}");
+        assert!(!text.contains("key-0123") && !text.contains("key-4567"), "{text}");
+        let started = start_words(&app("k"));
+        assert!(!started.contains("hunter2"), "{started}");
+    }
 }

@@ -7,8 +7,10 @@
 //! - [`diff`]: a desired spec against the one an agent holds -> the changes, in words.
 //! - this file: [`desired`] puts them together into one [`BoardSpec`] per board.
 //!
-//! Roles whose engine does not exist yet in this version (lb, app, files, cdn) are planned
-//! and shown, but left out of the specs: an agent is never sent a role it cannot run.
+//! Roles whose engine does not exist yet in this version (files, cdn) are planned and shown,
+//! but left out of the specs: an agent is never sent a role it cannot run. So are roles
+//! that cannot work yet with the boards given (an lb with no app board behind it, an app
+//! with no database), with the reason.
 
 pub mod auto;
 pub mod diff;
@@ -19,13 +21,22 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use lab_api::spec::{
-    BoardSpec, CacheConfig, DbConfig, DbPeer, DbUsers, RoleConfig, MARIADB_PORT, MEMCACHED_PORT,
+    AppConfig, AppDb, BoardSpec, CacheConfig, CachePeer, DbConfig, DbPeer, LbConfig, RoleConfig,
+    Upstream, APP_PORT, APP_SCHEMA, LB_PORT, LB_STATUS_PORT, MARIADB_PORT, MEMCACHED_PORT,
 };
 use lab_api::Role;
 use serde::Serialize;
 
 use crate::inventory::{Inventory, RoleSpec};
+use secrets::Secrets;
 use topology::{Decision, Member, Topology};
+
+/// How long an app's login token is valid.
+pub const TOKEN_TTL_SECS: u64 = 3600;
+/// How long the app keeps a read in memcached.
+pub const CACHE_TTL_SECS: u32 = 60;
+/// How long NGINX waits to connect to an app before trying the next (boards share a LAN).
+pub const LB_CONNECT_TIMEOUT_MS: u32 = 300;
 
 /// Memory assumed for a board whose size the inventory does not give (a real board without a
 /// known `model`).
@@ -39,7 +50,8 @@ pub struct BoardPlan {
     pub roles: Vec<Role>,
     /// What its agent is sent.
     pub spec: BoardSpec,
-    /// Roles planned but not run yet: no engine in this version.
+    /// Roles planned but not run: no engine in this version, or nothing to work with yet
+    /// (the reason is in [`Plan::reasons`]).
     pub waiting: Vec<Role>,
 }
 
@@ -54,13 +66,36 @@ pub struct Plan {
 
 /// Roles whose engine the agent runs in this version.
 pub fn has_engine(role: Role) -> bool {
-    matches!(role, Role::Cache | Role::DbMaster | Role::DbReplica)
+    matches!(
+        role,
+        Role::Lb | Role::App | Role::Cache | Role::DbMaster | Role::DbReplica
+    )
 }
 
 /// Every board's roles (auto roles filled, db members resolved to db-master / db-replica by
 /// the topology), without building specs: what `lab serve` labels boards with.
 pub fn planned_roles(inv: &Inventory, stored: &Topology) -> BTreeMap<String, Vec<Role>> {
     resolve(inv, stored).0
+}
+
+/// `http://<address>/` of the first lb board (auto roles resolved), where clients enter the
+/// cluster; None without an lb board.
+pub fn entry_url(inv: &Inventory, state_dir: &std::path::Path) -> Option<String> {
+    let stored = topology::load(state_dir).unwrap_or_default();
+    let roles = planned_roles(inv, &stored);
+    let board = inv
+        .boards
+        .iter()
+        .find(|b| roles.get(&b.name).is_some_and(|r| r.contains(&Role::Lb)))?;
+    let host = match board.address.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
+        _ => board.address.clone(),
+    };
+    Some(if LB_PORT == 80 {
+        format!("http://{host}/")
+    } else {
+        format!("http://{host}:{LB_PORT}/")
+    })
 }
 
 /// Roles per board, the topology decision, and the auto planner's reasons.
@@ -110,14 +145,15 @@ fn resolve(
 }
 
 /// The desired state of every board. `addresses` is each board's IP on the cluster network
-/// (what engines bind to); `stored` the topology kept in the state dir; `users` the database
-/// users with the cluster's passwords.
+/// (what engines bind to); `stored` the topology kept in the state dir; `secrets` the
+/// cluster's passwords and keys.
 pub fn desired(
     inv: &Inventory,
     addresses: &BTreeMap<String, IpAddr>,
     stored: &Topology,
-    users: &DbUsers,
+    secrets: &Secrets,
 ) -> anyhow::Result<Plan> {
+    let users = &secrets.db;
     let (mut planned, decision, mut reasons) = resolve(inv, stored);
     let topo = &decision.topology;
     let address = |name: &str| -> anyhow::Result<IpAddr> {
@@ -136,6 +172,51 @@ pub fn desired(
         None => None,
     };
 
+    // Who plays what, in inventory order: the lb's upstreams, the apps' peers.
+    let with_role = |role: Role| -> Vec<&crate::inventory::Board> {
+        inv.boards
+            .iter()
+            .filter(|b| planned.get(&b.name).is_some_and(|r| r.contains(&role)))
+            .collect()
+    };
+    let mut upstreams = Vec::new();
+    for b in with_role(Role::App) {
+        upstreams.push(Upstream {
+            board: b.name.clone(),
+            host: address(&b.name)?.to_string(),
+            port: APP_PORT,
+            weight: b.weight,
+        });
+    }
+    let mut caches = Vec::new();
+    for b in with_role(Role::Cache) {
+        caches.push(CachePeer {
+            board: b.name.clone(),
+            host: address(&b.name)?.to_string(),
+            port: MEMCACHED_PORT,
+        });
+    }
+    let mut replicas = Vec::new();
+    for b in with_role(Role::DbReplica) {
+        replicas.push(DbPeer {
+            board: b.name.clone(),
+            host: address(&b.name)?.to_string(),
+            port: MARIADB_PORT,
+        });
+    }
+    let app_db = AppDb {
+        primary: primary_peer.clone(),
+        replicas,
+        user: users.app.clone(),
+        schema: APP_SCHEMA.to_string(),
+    };
+    if upstreams.is_empty() && !with_role(Role::Lb).is_empty() {
+        reasons.push("lb waits: no board has the app role to send requests to".into());
+    }
+    if app_db.primary.is_none() && !with_role(Role::App).is_empty() {
+        reasons.push("app waits: no board has a db role (the app needs a database)".into());
+    }
+
     let mut boards = Vec::new();
     for b in &inv.boards {
         let memory = b.known_memory().unwrap_or(ASSUMED_MEMORY);
@@ -150,6 +231,34 @@ pub fn desired(
                 continue;
             }
             configs.push(match role {
+                Role::Lb if upstreams.is_empty() => {
+                    waiting.push(role);
+                    continue;
+                }
+                // Clients reach the LB on any of the board's addresses (a real board's Wi-Fi
+                // and Ethernet alike); every other role binds the cluster address only.
+                Role::Lb => RoleConfig::Lb(LbConfig {
+                    listen: "0.0.0.0".into(),
+                    port: LB_PORT,
+                    status_port: LB_STATUS_PORT,
+                    algorithm: inv.lb.algorithm,
+                    upstreams: upstreams.clone(),
+                    connect_timeout_ms: LB_CONNECT_TIMEOUT_MS,
+                }),
+                Role::App if app_db.primary.is_none() => {
+                    waiting.push(role);
+                    continue;
+                }
+                Role::App => RoleConfig::App(AppConfig {
+                    board: b.name.clone(),
+                    bind: bind.clone(),
+                    port: APP_PORT,
+                    db: app_db.clone(),
+                    caches: caches.clone(),
+                    jwt_key: secrets.jwt_key.clone(),
+                    token_ttl_secs: TOKEN_TTL_SECS,
+                    cache_ttl_secs: CACHE_TTL_SECS,
+                }),
                 Role::Cache => RoleConfig::Cache(CacheConfig {
                     bind: bind.clone(),
                     port: MEMCACHED_PORT,
@@ -242,17 +351,20 @@ fn client_hosts(inv: &Inventory, addresses: &BTreeMap<String, IpAddr>) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lab_api::spec::Credential;
+    use lab_api::spec::{Credential, DbUsers};
 
-    fn users() -> DbUsers {
+    fn users() -> Secrets {
         let c = |u: &str| Credential {
             user: u.into(),
             password: "pw".into(),
         };
-        DbUsers {
-            replication: c("lab_repl"),
-            app: c("lab_app"),
-            monitor: c("lab_monitor"),
+        Secrets {
+            db: DbUsers {
+                replication: c("lab_repl"),
+                app: c("lab_app"),
+                monitor: c("lab_monitor"),
+            },
+            jwt_key: "k".repeat(64),
         }
     }
 
@@ -325,5 +437,92 @@ memory = "256MiB"
             .copied()
             .collect();
         assert_eq!(ids.len(), 3);
+    }
+
+    const WEB: &str = r#"
+[cluster]
+name = "c"
+[virtual]
+subnet = "10.80.0.0/24"
+[lb]
+algorithm = "least-conn"
+[[board]]
+name = "lb-1"
+address = "10.80.0.10"
+roles = ["lb"]
+[[board]]
+name = "app-1"
+address = "10.80.0.21"
+roles = ["app"]
+[[board]]
+name = "app-2"
+address = "10.80.0.22"
+roles = ["app"]
+weight = 3
+[[board]]
+name = "cache-1"
+address = "10.80.0.31"
+roles = ["cache"]
+[[board]]
+name = "db-1"
+address = "10.80.0.41"
+roles = ["db-master"]
+[[board]]
+name = "db-2"
+address = "10.80.0.42"
+roles = ["db"]
+"#;
+
+    #[test]
+    fn the_lb_fronts_the_apps_and_the_apps_know_their_peers() {
+        let (inv, addrs) = inventory(WEB);
+        let plan = desired(&inv, &addrs, &Topology::default(), &users()).expect("plan");
+        let board = |n: &str| plan.boards.iter().find(|b| b.board == n).expect(n);
+        let RoleConfig::Lb(lb) = &board("lb-1").spec.roles[0] else {
+            panic!("lb-1 runs the lb")
+        };
+        assert_eq!(lb.algorithm, lab_api::spec::LbAlgorithm::LeastConn);
+        let ups: Vec<(&str, &str, u32)> = lb
+            .upstreams
+            .iter()
+            .map(|u| (u.board.as_str(), u.host.as_str(), u.weight))
+            .collect();
+        assert_eq!(
+            ups,
+            [("app-1", "10.80.0.21", 1), ("app-2", "10.80.0.22", 3)]
+        );
+        let RoleConfig::App(app) = &board("app-2").spec.roles[0] else {
+            panic!("app-2 runs the app")
+        };
+        assert_eq!(app.bind, "10.80.0.22");
+        assert_eq!(app.board, "app-2");
+        assert_eq!(app.db.primary.as_ref().map(|p| p.board.as_str()), Some("db-1"));
+        let replicas: Vec<&str> = app.db.replicas.iter().map(|p| p.board.as_str()).collect();
+        assert_eq!(replicas, ["db-2"]);
+        assert_eq!(app.caches.len(), 1);
+        assert_eq!(app.db.user.user, "lab_app");
+        assert!(board("lb-1").waiting.is_empty());
+    }
+
+    #[test]
+    fn an_lb_without_apps_and_an_app_without_a_database_wait() {
+        let text = WEB
+            .replace("roles = [\"app\"]\nweight = 3", "roles = [\"cache\"]")
+            .replace("roles = [\"app\"]", "roles = [\"cache\"]");
+        let (inv, addrs) = inventory(&text);
+        let plan = desired(&inv, &addrs, &Topology::default(), &users()).expect("plan");
+        let lb = plan.boards.iter().find(|b| b.board == "lb-1").expect("lb-1");
+        assert_eq!(lb.waiting, vec![Role::Lb]);
+        assert!(lb.spec.roles.is_empty());
+        assert!(
+            plan.reasons.iter().any(|r| r.contains("lb waits")),
+            "{:?}",
+            plan.reasons
+        );
+        let nodb = "[cluster]\nname = \"c\"\n[[board]]\nname = \"a\"\naddress = \"10.0.0.2\"\nroles = [\"app\"]\n";
+        let (inv, addrs) = inventory(nodb);
+        let plan = desired(&inv, &addrs, &Topology::default(), &users()).expect("plan");
+        assert_eq!(plan.boards[0].waiting, vec![Role::App]);
+        assert!(plan.reasons.iter().any(|r| r.contains("app waits")));
     }
 }

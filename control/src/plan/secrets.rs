@@ -1,6 +1,7 @@
-//! The passwords the roles use, generated once per cluster and kept in
-//! `<state>/secrets/db.json` (0600 from its first byte). They reach boards only inside the
-//! specs sent over mTLS, never on a command line.
+//! The secrets the roles use, generated once per cluster and kept in the state dir (0600
+//! from the first byte): the database users' passwords in `<state>/secrets/db.json`, the
+//! key the apps sign login tokens with in `<state>/secrets/app.json`. They reach boards only
+//! inside the specs sent over mTLS, never on a command line.
 
 use std::io::Read;
 use std::path::Path;
@@ -13,6 +14,51 @@ use crate::state::write_atomic;
 
 /// File inside the state dir.
 pub const DB_SECRETS_FILE: &str = "secrets/db.json";
+/// File inside the state dir.
+pub const APP_SECRETS_FILE: &str = "secrets/app.json";
+
+/// Every secret a plan needs.
+#[derive(Clone)]
+pub struct Secrets {
+    pub db: DbUsers,
+    /// HS256 key of the apps' login tokens (64 hex characters).
+    pub jwt_key: String,
+}
+
+/// The cluster's secrets, each made on first use.
+pub fn load(state_dir: &Path) -> anyhow::Result<Secrets> {
+    Ok(Secrets {
+        db: db_users(state_dir)?,
+        jwt_key: jwt_key(state_dir)?,
+    })
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredApp {
+    jwt_key: String,
+}
+
+/// The apps' token key, made on first use.
+pub fn jwt_key(state_dir: &Path) -> anyhow::Result<String> {
+    let path = state_dir.join(APP_SECRETS_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let stored: StoredApp = serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is corrupt (fix or remove it)", path.display()))?;
+            Ok(stored.jwt_key)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let stored = StoredApp {
+                jwt_key: format!("{}{}", password()?, password()?)[..64].to_string(),
+            };
+            write_atomic(&path, &serde_json::to_vec_pretty(&stored)?, 0o600)
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(stored.jwt_key)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
 
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,6 +120,14 @@ mod tests {
         assert_ne!(first.app.password, first.replication.password);
         assert_eq!(first.app.password.len(), 48);
         let mode = std::fs::metadata(dir.path().join(DB_SECRETS_FILE))
+            .expect("file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let key = jwt_key(dir.path()).expect("made");
+        assert_eq!(key.len(), 64);
+        assert_eq!(jwt_key(dir.path()).expect("read"), key);
+        let mode = std::fs::metadata(dir.path().join(APP_SECRETS_FILE))
             .expect("file")
             .permissions()
             .mode();

@@ -138,6 +138,7 @@ mod tests {
             arch: VirtualArch::Native,
             size: None,
             line: 1,
+            weight: 1,
         }
     }
 

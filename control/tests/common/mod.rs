@@ -3,6 +3,8 @@
 //! that tears everything down (`lab down --purge`) even when the test fails.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -368,4 +370,47 @@ fn mounts_from(line: &str, dir_in_fs: &Path) -> bool {
 
 pub fn path_exists(p: &Path) -> bool {
     p.exists()
+}
+
+/// The cluster's generated database passwords (the state dir keeps them, 0600).
+pub fn app_password(cluster: &TestCluster) -> String {
+    let text = std::fs::read_to_string(cluster.state_dir().join("secrets/db.json"))
+        .expect("lab keeps the db passwords in <state>/secrets/db.json");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    v["app"].as_str().expect("app password").to_string()
+}
+
+/// Run SQL as the app user over the cluster network with the real `mariadb` client.
+pub fn sql(cluster: &TestCluster, addr: &str, query: &str) -> Result<String, String> {
+    let out = Command::new("mariadb")
+        .args([
+            "-h",
+            addr,
+            "-P",
+            "3306",
+            "-u",
+            "lab_app",
+            "--batch",
+            "--skip-column-names",
+        ])
+        .args(["--connect-timeout=3", "-e", query])
+        .env("MYSQL_PWD", app_password(cluster))
+        .output()
+        .map_err(|e| format!("running the mariadb client: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(describe(&out))
+    }
+}
+
+/// Replaces the `roles = ...` line of `board` in the cluster's inventory.
+pub fn rewrite_roles(cluster: &TestCluster, board: &str, roles: &str) {
+    let text = std::fs::read_to_string(&cluster.inventory).expect("inventory");
+    let marker = format!("name = \"{board}\"\n");
+    let start = text.find(&marker).expect("board in inventory");
+    let roles_at = start + text[start..].find("roles = ").expect("roles line");
+    let end = roles_at + text[roles_at..].find('\n').expect("line end");
+    let new = format!("{}roles = {roles}{}", &text[..roles_at], &text[end..]);
+    std::fs::write(&cluster.inventory, new).expect("write inventory");
 }
