@@ -711,3 +711,140 @@ fn rss_kib(pid: u32) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// `GET /` through `addr` with a fresh connection; the body.
+async fn get_body(addr: SocketAddr) -> Result<String, String> {
+    lab_agent::collect::http::get(&format!("http://{addr}/"), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .map_err(|e| e.to_string())
+}
+
+fn lb(listen: SocketAddr, status_port: u16, apps: &[SocketAddr], epoch: u64) -> BoardSpec {
+    BoardSpec {
+        board: BOARD_NAME.into(),
+        epoch,
+        roles: vec![RoleConfig::Lb(lab_api::spec::LbConfig {
+            listen: listen.ip().to_string(),
+            port: listen.port(),
+            status_port,
+            algorithm: lab_api::spec::LbAlgorithm::RoundRobin,
+            upstreams: apps
+                .iter()
+                .enumerate()
+                .map(|(i, a)| lab_api::spec::Upstream {
+                    board: format!("app-{}", i + 1),
+                    host: a.ip().to_string(),
+                    port: a.port(),
+                    weight: 1,
+                })
+                .collect(),
+            connect_timeout_ms: 300,
+        })],
+    }
+}
+
+#[tokio::test]
+async fn an_lb_spec_runs_nginx_over_the_apps_and_reloads_in_place() {
+    let mut agent = Agent::start().await;
+    // Two stand-in apps: real NGINX answering `/` with their worker's pid.
+    let dirs = [
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    ];
+    let apps = [engines::unique_loopback(), engines::unique_loopback()];
+    let mut upstreams: Vec<_> = dirs
+        .iter()
+        .zip(apps)
+        .map(|(d, a)| engines::start(engines::nginx(d.path(), a, 1)))
+        .collect();
+    let mut answers = Vec::new();
+    for app in apps {
+        let a = wait_for("stand-in app", Duration::from_secs(10), || get_body(app)).await;
+        answers.push(a);
+    }
+    let listen = engines::unique_loopback();
+    let status_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+
+    agent.accepted(&lb(listen, status_port, &apps, 1)).await;
+    let status = agent
+        .wait_role(Role::Lb, RoleState::Running, Duration::from_secs(20))
+        .await;
+    assert!(
+        status
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("round-robin over app-1, app-2")),
+        "{status:?}"
+    );
+    // Round robin: both apps answer through the LB.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        seen.insert(get_body(listen).await.expect("through the lb"));
+    }
+    assert_eq!(seen, answers.iter().cloned().collect());
+    let marker = format!("-c {}", agent.board.config.state_dir);
+    let master = processes_with("nginx: master");
+    let ours: Vec<_> = master
+        .iter()
+        .filter(|p| p.cmdline.contains(&marker))
+        .collect();
+    assert_eq!(ours.len(), 1, "{master:?}");
+    let pid = ours[0].pid;
+    // Its figures are sampled.
+    let metrics = wait_for("lb figures", Duration::from_secs(10), || async {
+        let text = agent.metrics().await;
+        if text.contains("lab_nginx_up{role=\"lb\"} 1") {
+            Ok(text)
+        } else {
+            Err("no lab_nginx_up 1 yet".to_string())
+        }
+    })
+    .await;
+    assert!(metrics.contains("lab_nginx_requests_total"), "{metrics}");
+
+    // The app set shrinks: reloaded in place (same master), only app-1 answers.
+    agent
+        .accepted(&lb(listen, status_port, &apps[..1], 1))
+        .await;
+    wait_for(
+        "only app-1 behind the lb",
+        Duration::from_secs(10),
+        || async {
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..4 {
+                seen.insert(get_body(listen).await?);
+            }
+            if seen == std::iter::once(answers[0].clone()).collect() {
+                Ok(())
+            } else {
+                Err(format!("{seen:?}"))
+            }
+        },
+    )
+    .await;
+    let still: Vec<_> = processes_with("nginx: master")
+        .into_iter()
+        .filter(|p| p.cmdline.contains(&marker))
+        .collect();
+    assert_eq!(still.len(), 1);
+    assert_eq!(still[0].pid, pid, "reloaded, not restarted");
+    let status = agent
+        .wait_role(Role::Lb, RoleState::Running, Duration::from_secs(5))
+        .await;
+    assert_eq!(status.restarts, 0);
+
+    agent.stop().await;
+    assert!(
+        processes_with(&marker).is_empty(),
+        "the lb's nginx outlived the agent"
+    );
+    for mut u in upstreams.drain(..) {
+        let _ = u
+            .stop(lab_agent::engine::StopMode::Fast, Duration::from_secs(5))
+            .await;
+    }
+}

@@ -56,7 +56,10 @@ fn requests_through_the_lb_reach_apps_cache_and_replicas() {
         );
     }
     let lb = format!("{}:80", addr("lb-1"));
-    assert!(up.contains(&format!("curl -i http://{}/", addr("lb-1"))), "{up}");
+    assert!(
+        up.contains(&format!("curl -i http://{}/", addr("lb-1"))),
+        "{up}"
+    );
     let get = |path: &str, headers: &[(&str, &str)]| {
         request(&lb, "GET", path, headers, None).unwrap_or_else(|e| panic!("GET {path}: {e}"))
     };
@@ -99,7 +102,11 @@ fn requests_through_the_lb_reach_apps_cache_and_replicas() {
     let bearer = format!("Bearer {token}");
     let auth = [("Authorization", bearer.as_str())];
     let a = get("/api/whoami", &auth);
-    assert_eq!((a.status, a.json()["name"].as_str()), (200, Some("ada")), "{a:?}");
+    assert_eq!(
+        (a.status, a.json()["name"].as_str()),
+        (200, Some("ada")),
+        "{a:?}"
+    );
     let a = post("/api/posts", &auth, r#"{"body":"hello, cluster"}"#);
     assert_eq!(a.status, 201, "{a:?}");
     assert!(
@@ -137,13 +144,27 @@ fn requests_through_the_lb_reach_apps_cache_and_replicas() {
     assert_eq!(list.header("x-db"), Some("replica db-2"), "{list:?}");
 
     // 4. Bad input: a 4xx with a JSON error, and nothing written.
-    let count = |table: &str| rows(&cluster, &addr("db-1"), &format!("SELECT COUNT(*) FROM labapp.{table}"));
+    let count = |table: &str| {
+        rows(
+            &cluster,
+            &addr("db-1"),
+            &format!("SELECT COUNT(*) FROM labapp.{table}"),
+        )
+    };
     let (users_before, posts_before) = (count("users"), count("posts"));
     let big = format!(r#"{{"body":"{}"}}"#, "x".repeat(20_000));
     let forged = format!("{}x", &token[..token.len() - 1]);
     let bad: Vec<(&str, Answer, u16)> = vec![
-        ("malformed JSON", post("/api/posts", &auth, "{\"body\":"), 400),
-        ("missing field", post("/api/signup", &[], r#"{"name":"bob"}"#), 400),
+        (
+            "malformed JSON",
+            post("/api/posts", &auth, "{\"body\":"),
+            400,
+        ),
+        (
+            "missing field",
+            post("/api/signup", &[], r#"{"name":"bob"}"#),
+            400,
+        ),
         ("oversized body", post("/api/posts", &auth, &big), 413),
         ("no token", post("/api/posts", &[], r#"{"body":"x"}"#), 401),
         (
@@ -158,12 +179,20 @@ fn requests_through_the_lb_reach_apps_cache_and_replicas() {
         ("unknown post", get("/api/posts/999999999", &[]), 404),
         (
             "name taken",
-            post("/api/signup", &[], r#"{"name":"ada","password":"another one"}"#),
+            post(
+                "/api/signup",
+                &[],
+                r#"{"name":"ada","password":"another one"}"#,
+            ),
             409,
         ),
         (
             "wrong password",
-            post("/api/login", &[], r#"{"name":"ada","password":"wrong horse"}"#),
+            post(
+                "/api/login",
+                &[],
+                r#"{"name":"ada","password":"wrong horse"}"#,
+            ),
             401,
         ),
     ];
@@ -177,7 +206,10 @@ fn requests_through_the_lb_reach_apps_cache_and_replicas() {
             );
         }
     }
-    assert_eq!((count("users"), count("posts")), (users_before, posts_before));
+    assert_eq!(
+        (count("users"), count("posts")),
+        (users_before, posts_before)
+    );
 
     // 5. The classroom switch: ip_hash sends one client to one app.
     let mut text = std::fs::read_to_string(&cluster.inventory).expect("inventory");
@@ -207,7 +239,16 @@ fn requests_through_the_lb_reach_apps_cache_and_replicas() {
             std::process::Command::new(common::LAB)
                 .args(["load", "-i"])
                 .arg(&inventory)
-                .args(["--url", &url, "--rate", "40", "--duration", "12s", "--users", "4"])
+                .args([
+                    "--url",
+                    &url,
+                    "--rate",
+                    "40",
+                    "--duration",
+                    "12s",
+                    "--users",
+                    "4",
+                ])
                 .args(["--keys", "20", "--json", "--out"])
                 .arg(&out_dir)
                 .output()
@@ -223,10 +264,9 @@ fn requests_through_the_lb_reach_apps_cache_and_replicas() {
         let now = request(&app1, "GET", "/_lab/stats", &[], None)?.json()["requests_total"]
             .as_u64()
             .unwrap_or(0);
-        if now >= start + 60 {
+        // A load that ended early has failed: the assertions below say why.
+        if now >= start + 60 || load.is_finished() {
             Ok(())
-        } else if load.is_finished() {
-            Ok(()) // it failed early: the assertions below say why
         } else {
             Err(format!("{} requests so far", now - start))
         }
@@ -237,7 +277,10 @@ fn requests_through_the_lb_reach_apps_cache_and_replicas() {
     assert!(out.status.success(), "{}", describe(&out));
     let summary: serde_json::Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
-    assert_eq!(summary["failed"], 0, "no failed request while draining: {summary}");
+    assert_eq!(
+        summary["failed"], 0,
+        "no failed request while draining: {summary}"
+    );
     assert!(summary["ok"].as_u64().unwrap_or(0) > 200, "{summary}");
     let seen: BTreeSet<String> = (0..6).map(|_| served_by(&get("/", &[]))).collect();
     assert_eq!(seen, ["app-2"].map(String::from).into_iter().collect());

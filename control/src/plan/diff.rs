@@ -399,11 +399,20 @@ mod tests {
                 fields: vec!["upstreams app-1 -> app-1, app-2".into()],
             }]
         );
-        let changes = diff(&spec(1, vec![app("new-key-0123")]), Some(&spec(1, vec![app("old-key-4567")])));
+        let changes = diff(
+            &spec(1, vec![app("new-key-0123")]),
+            Some(&spec(1, vec![app("old-key-4567")])),
+        );
         let words: Vec<String> = changes.iter().map(Change::describe).collect();
         let text = words.join("; ");
-        assert!(text.contains("reload app (jwt_key (secret)), no restart"), "{text}");
-        assert!(!text.contains("key-0123") && !text.contains("key-4567"), "{text}");
+        assert!(
+            text.contains("reload app (jwt_key (secret)), no restart"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("key-0123") && !text.contains("key-4567"),
+            "{text}"
+        );
         let started = start_words(&app("k"));
         assert!(!started.contains("hunter2"), "{started}");
     }

@@ -496,7 +496,10 @@ roles = ["db"]
         };
         assert_eq!(app.bind, "10.80.0.22");
         assert_eq!(app.board, "app-2");
-        assert_eq!(app.db.primary.as_ref().map(|p| p.board.as_str()), Some("db-1"));
+        assert_eq!(
+            app.db.primary.as_ref().map(|p| p.board.as_str()),
+            Some("db-1")
+        );
         let replicas: Vec<&str> = app.db.replicas.iter().map(|p| p.board.as_str()).collect();
         assert_eq!(replicas, ["db-2"]);
         assert_eq!(app.caches.len(), 1);
@@ -511,7 +514,11 @@ roles = ["db"]
             .replace("roles = [\"app\"]", "roles = [\"cache\"]");
         let (inv, addrs) = inventory(&text);
         let plan = desired(&inv, &addrs, &Topology::default(), &users()).expect("plan");
-        let lb = plan.boards.iter().find(|b| b.board == "lb-1").expect("lb-1");
+        let lb = plan
+            .boards
+            .iter()
+            .find(|b| b.board == "lb-1")
+            .expect("lb-1");
         assert_eq!(lb.waiting, vec![Role::Lb]);
         assert!(lb.spec.roles.is_empty());
         assert!(
