@@ -164,19 +164,32 @@ pub struct Sent {
     pub result: Result<(), String>,
 }
 
-/// Save the topology, then send every changed board its spec (all at once).
-pub async fn send_specs(
-    agents: &ClusterAgents,
-    client: &AgentClient,
-    view: &PlanView,
-) -> anyhow::Result<Vec<Sent>> {
+/// Saves the topology if it changed (before any spec carrying its epoch is sent).
+pub async fn save_topology(agents: &ClusterAgents, view: &PlanView) -> anyhow::Result<()> {
     if view.topology.changed {
         let state = agents.state.root().to_path_buf();
         let topo = view.topology.topology.clone();
         tokio::task::spawn_blocking(move || plan::topology::save(&state, &topo)).await??;
     }
+    Ok(())
+}
+
+/// The changed boards in two waves, make before break: first every board that only starts,
+/// reloads or repoints (the LB learns the new app set), then the boards that stop a role
+/// (an app leaves only once no LB sends it requests).
+pub fn waves(view: &PlanView) -> (Vec<&BoardChanges>, Vec<&BoardChanges>) {
+    view.changed_boards()
+        .partition(|b| !b.changes.iter().any(|c| matches!(c, Change::Stop { .. })))
+}
+
+/// Sends each of `boards` its spec (all at once). Call [`save_topology`] first.
+pub async fn send_specs(
+    agents: &ClusterAgents,
+    client: &AgentClient,
+    boards: &[&BoardChanges],
+) -> anyhow::Result<Vec<Sent>> {
     let mut tasks = Vec::new();
-    for b in view.changed_boards() {
+    for b in boards {
         let Some(board) = agents.inventory.board(&b.board) else {
             continue;
         };
@@ -207,6 +220,9 @@ pub async fn send_specs(
 pub struct RoleRow {
     pub board: String,
     pub role: Role,
+    /// Fingerprint of the planned config ([`lab_api::spec::RoleConfig::fingerprint`]).
+    #[serde(skip)]
+    pub want: String,
     pub state: Option<RoleState>,
     pub status: Option<RoleStatus>,
     /// Why the board could not be asked.
@@ -216,7 +232,10 @@ pub struct RoleRow {
 impl RoleRow {
     fn settled(&self) -> bool {
         match &self.status {
-            Some(s) if s.state == RoleState::Running => true,
+            // Running the planned config, not still the old one.
+            Some(s) if s.state == RoleState::Running => {
+                s.config.as_deref().is_none_or(|c| c == self.want)
+            }
             // A crash loop will not end by waiting.
             Some(s) if s.state == RoleState::Failed && s.restarts >= 3 => true,
             _ => false,
@@ -268,17 +287,23 @@ pub async fn role_rows(
         let host = agents.host(board).to_string();
         let client = client.clone();
         let name = b.board.clone();
-        let roles = b.spec.role_names();
+        let roles: Vec<(Role, String)> = b
+            .spec
+            .roles
+            .iter()
+            .map(|c| (c.role(), c.fingerprint()))
+            .collect();
         tasks.push(tokio::spawn(async move {
             let health = client.health(&host, lab_api::DEFAULT_AGENT_PORT).await;
             roles
                 .into_iter()
-                .map(|role| match &health {
+                .map(|(role, want)| match &health {
                     Ok(h) => {
                         let status = h.roles.iter().find(|s| s.role == role).cloned();
                         RoleRow {
                             board: name.clone(),
                             role,
+                            want,
                             state: status.as_ref().map(|s| s.state),
                             status,
                             error: None,
@@ -287,6 +312,7 @@ pub async fn role_rows(
                     Err(e) => RoleRow {
                         board: name.clone(),
                         role,
+                        want,
                         state: None,
                         status: None,
                         error: Some(e.to_string()),

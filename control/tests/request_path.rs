@@ -3,8 +3,8 @@
 //! MariaDB primary and a replica. Real HTTP from the host to the LB: requests go round the
 //! apps, a user signs up, logs in, posts and reads the post back at once, the second read
 //! is a cache hit, anonymous reads come from the replica, bad input is refused with a JSON
-//! error and writes nothing; switching the LB algorithm and draining an app take effect on
-//! `lab apply`, the drain with no failed request while `lab load` runs.
+//! error and writes nothing; switching the LB algorithm, draining an app and adding it back
+//! take effect on `lab apply`, the drain with no failed request while `lab load` runs.
 
 mod common;
 
@@ -284,4 +284,13 @@ fn requests_through_the_lb_reach_apps_cache_and_replicas() {
     assert!(summary["ok"].as_u64().unwrap_or(0) > 200, "{summary}");
     let seen: BTreeSet<String> = (0..6).map(|_| served_by(&get("/", &[]))).collect();
     assert_eq!(seen, ["app-2"].map(String::from).into_iter().collect());
+
+    // 7. Adding an app board back: after apply it serves again.
+    rewrite_roles(&cluster, "app-1", "[\"app\"]");
+    cluster.lab_ok(&["apply"]);
+    let seen: BTreeSet<String> = (0..6).map(|_| served_by(&get("/", &[]))).collect();
+    assert_eq!(
+        seen,
+        ["app-1", "app-2"].map(String::from).into_iter().collect()
+    );
 }

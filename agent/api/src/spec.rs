@@ -156,6 +156,19 @@ pub enum RoleConfig {
 }
 
 impl RoleConfig {
+    /// A short stable digest of this config (FNV-1a 64 over its JSON, hex): the agent reports
+    /// the one its engine runs ([`RoleStatus::config`]), so `lab apply` can tell "running the
+    /// new config" from "still running the old one".
+    pub fn fingerprint(&self) -> String {
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in bytes {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        format!("{hash:016x}")
+    }
+
     pub fn role(&self) -> Role {
         match self {
             RoleConfig::Lb(_) => Role::Lb,
@@ -443,6 +456,9 @@ pub struct RoleStatus {
     /// The engine's log on the board.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
+    /// [`RoleConfig::fingerprint`] of the config the engine runs (while running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
 }
 
 #[cfg(test)]
@@ -520,6 +536,17 @@ mod tests {
         let p = spec.problems().join("; ");
         assert!(p.contains("app password"), "{p}");
         assert!(p.contains("monitor user"), "{p}");
+    }
+
+    #[test]
+    fn fingerprints_follow_the_config() {
+        let a = RoleConfig::DbMaster(db(None));
+        let mut other = db(None);
+        other.buffer_pool_mb = 256;
+        let b = RoleConfig::DbMaster(other);
+        assert_eq!(a.fingerprint(), a.clone().fingerprint());
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        assert_eq!(a.fingerprint().len(), 16);
     }
 
     #[test]

@@ -123,6 +123,7 @@ impl Roles {
                     log_tail: Vec::new(),
                     restarts: 0,
                     log: Some(supervisor::log_path(role, &self.dirs).display().to_string()),
+                    config: None,
                 })
             })
             .collect();

@@ -180,7 +180,11 @@ http {{\n\
     fastcgi_temp_path {d}/tmp/fastcgi;\n\
     uwsgi_temp_path {d}/tmp/uwsgi;\n\
     scgi_temp_path {d}/tmp/scgi;\n\
-    client_max_body_size 1m;\n\
+    # Workers run as nobody and cannot write the temp dirs: bodies stay in memory (larger\n\
+    # ones are refused with 413), answers are passed on as they come.\n\
+    client_max_body_size 64k;\n\
+    client_body_buffer_size 64k;\n\
+    proxy_max_temp_file_size 0;\n\
     upstream app {{\n{balance}{servers}        keepalive 64;\n    }}\n\
     server {{\n\
         listen {listen}:{port} reuseport backlog=4096;\n\

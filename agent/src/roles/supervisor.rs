@@ -236,6 +236,7 @@ pub async fn supervise(
             log_tail,
             restarts,
             log: Some(log.display().to_string()),
+            config: None,
         };
         let (message, tail) = match &last_failure {
             Some((why, tail)) => (format!("restarting after: {why}"), tail.clone()),
@@ -249,7 +250,13 @@ pub async fn supervise(
             &mut process,
             &mut config,
             &cancel,
-            &|message| statuses.set(status(RoleState::Running, Some(message), Vec::new())),
+            current.fingerprint(),
+            &|message, fingerprint| {
+                statuses.set(RoleStatus {
+                    config: Some(fingerprint),
+                    ..status(RoleState::Running, Some(message), Vec::new())
+                });
+            },
         )
         .await;
         if let Some(mut process) = process {
@@ -290,7 +297,8 @@ async fn run(
     process: &mut Option<EngineProcess>,
     config: &mut watch::Receiver<RoleConfig>,
     cancel: &CancellationToken,
-    running: &(dyn Fn(String) + Sync),
+    mut fingerprint: String,
+    running: &(dyn Fn(String, String) + Sync),
 ) -> Ended {
     let name = engine.name();
     if let Some(dir) = engine.log().parent() {
@@ -341,7 +349,7 @@ async fn run(
         },
     };
     log::info!("{name} (pid {}) running: {message}", proc.pid());
-    running(message);
+    running(message, fingerprint.clone());
     let mut refresh = tokio::time::interval(REFRESH);
     refresh.tick().await;
     loop {
@@ -361,7 +369,8 @@ async fn run(
                 match applied {
                     Ok(Ok(message)) => {
                         log::info!("{name}: applied the new config without a restart: {message}");
-                        running(message);
+                        fingerprint = new.fingerprint();
+                        running(message, fingerprint.clone());
                     }
                     Ok(Err(err)) => return Ended::Failed(format!("applying the new config: {err:#}")),
                     Err(_) => {
@@ -378,7 +387,7 @@ async fn run(
                     refreshed = engine.refresh() => refreshed,
                 };
                 if let Some(message) = refreshed {
-                    running(message);
+                    running(message, fingerprint.clone());
                 }
             }
         }

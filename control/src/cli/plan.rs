@@ -59,6 +59,9 @@ pub async fn run_apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `lab apply`'s work, also the last step of `lab up`.
+/// Longest wait for the first wave of an apply before the boards that stop roles get theirs.
+const FIRST_WAVE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub async fn apply_cluster(
     agents: &ClusterAgents,
     wait: Duration,
@@ -92,7 +95,33 @@ pub async fn apply_cluster(
                 }
             }
         }
-        let sent = apply::send_specs(agents, &client, &view).await?;
+        apply::save_topology(agents, &view).await?;
+        let (first, second) = apply::waves(&view);
+        let mut sent = apply::send_specs(agents, &client, &first).await?;
+        if !second.is_empty() {
+            // Make before break: the boards that stop a role get their spec once the first
+            // wave runs its new configs (an LB no longer sends requests to a leaving app).
+            let mut not_first: std::collections::BTreeSet<String> = view
+                .boards
+                .iter()
+                .map(|b| b.board.clone())
+                .filter(|b| !first.iter().any(|f| &f.board == b))
+                .collect();
+            not_first.extend(given_up.iter().cloned());
+            for s in sent.iter().filter(|s| s.result.is_err()) {
+                not_first.insert(s.board.clone());
+            }
+            apply::wait_for_roles(
+                agents,
+                &client,
+                &view,
+                &not_first,
+                FIRST_WAVE_WAIT,
+                &mut |_| {},
+            )
+            .await;
+            sent.extend(apply::send_specs(agents, &client, &second).await?);
+        }
         for s in &sent {
             if let Err(e) = &s.result {
                 ok = false;
