@@ -28,6 +28,7 @@ use lab_api::spec::{
 use lab_api::{Health, Role};
 use mysql_async::prelude::Queryable;
 use rustls::ClientConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const APP_PASSWORD: &str = "app-pw-2";
 const JWT_KEY: &str = "0123456789abcdef0123456789abcdef-test";
@@ -659,12 +660,22 @@ async fn the_app_serves_users_and_posts_through_failures_and_reloads() {
         let path = format!("{}{}", paths::POST_PREFIX, p.id);
         assert_eq!(client.get(&path, &[]).await.status, StatusCode::OK);
     }
+    // With no request to notice it, the board's checker does, within about a second.
     let killed_at = Instant::now();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(caches[1].pid()),
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("kill memcached");
+    let dropped = wait_for("cache_nodes_live 1", Duration::from_secs(3), || async {
+        let stats = client.stats().await;
+        (stats.cache_nodes_live == 1)
+            .then(|| killed_at.elapsed())
+            .ok_or(format!("{stats:?}"))
+    })
+    .await;
+    println!("a killed cache board was out of use within {dropped:?} (no traffic)");
+    assert!(dropped < Duration::from_millis(1500), "{dropped:?}");
     let errors_before = client.stats().await.errors_total;
     for round in 0..3 {
         for p in &posts {
@@ -677,21 +688,12 @@ async fn the_app_serves_users_and_posts_through_failures_and_reloads() {
         assert_eq!(list.status, StatusCode::OK);
         assert_eq!(list.json::<Vec<Post>>().len(), posts.len());
     }
-    let dropped = wait_for("cache_nodes_live 1", Duration::from_secs(3), || async {
-        let stats = client.stats().await;
-        (stats.cache_nodes_live == 1)
-            .then(|| killed_at.elapsed())
-            .ok_or(format!("{stats:?}"))
-    })
-    .await;
-    println!("a killed cache board was out of use within {dropped:?}");
-    assert!(dropped < Duration::from_millis(1500), "{dropped:?}");
     let stats = client.stats().await;
     assert_eq!(
         stats.errors_total, errors_before,
         "no request failed: {stats:?}"
     );
-    assert_eq!(stats.cache_nodes, 2);
+    assert_eq!((stats.cache_nodes, stats.cache_nodes_live), (2, 1));
     // What lived on the survivor is still cached.
     let mut hits = 0;
     for p in &posts {
@@ -771,9 +773,83 @@ async fn the_app_serves_users_and_posts_through_failures_and_reloads() {
     assert!(log.contains("cache-3"), "{log}");
     assert!(log.lines().count() < 20, "no line per request: {log}");
 
-    // SIGTERM: a clean exit.
+    // A replica dies: reads go on (to the primary) without an error.
+    let replica_marker = format!(
+        "--defaults-file={}/db/my.cnf",
+        replica.board.config.state_dir
+    );
+    let mariadbd: Vec<engines::Seen> = engines::processes()
+        .into_iter()
+        .filter(|p| p.cmdline.contains(&replica_marker))
+        .collect();
+    assert!(!mariadbd.is_empty(), "the replica's mariadbd runs");
+    for p in &mariadbd {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill the replica");
+    }
+    let errors_before = client.stats().await.errors_total;
+    let mut from_primary = 0;
+    for _ in 0..10 {
+        // Naming a write skips the cache: each of these reads the database.
+        let answer = client
+            .get(&list_path, &[(contract::GTID, gtid.as_str())])
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "a read while the replica is dead"
+        );
+        assert_eq!(answer.json::<Vec<Post>>().len(), posts.len());
+        if answer.header(contract::DB) == Some("primary db-primary") {
+            from_primary += 1;
+        }
+    }
+    assert!(
+        from_primary >= 9,
+        "reads went to the primary: {from_primary}"
+    );
+    assert_eq!(client.stats().await.errors_total, errors_before);
+
+    // SIGTERM while a request is in flight: the listener closes, the request is answered,
+    // the app exits 0. `Expect: 100-continue` tells when the app is reading the body.
+    let body = br#"{"name":"late","password":"in flight"}"#;
+    let mut inflight = tokio::net::TcpStream::connect(app_addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: app\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+        paths::SIGNUP,
+        body.len()
+    );
+    inflight.write_all(head.as_bytes()).await.expect("head");
+    let mut continued = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(10), inflight.read_exact(&mut continued))
+        .await
+        .expect("100 Continue within 10 s")
+        .expect("read");
+    assert_eq!(&continued, b"HTTP/1.1 100 Continue\r\n\r\n");
     let mut app = app;
     app.signal(nix::sys::signal::Signal::SIGTERM);
+    wait_for("the listener closed", Duration::from_secs(10), || async {
+        match tokio::net::TcpStream::connect(app_addr).await {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    inflight.write_all(body).await.expect("body");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), inflight.read_to_end(&mut answer))
+        .await
+        .expect("an answer within 10 s")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 201 Created\r\n"), "{answer}");
+    assert!(answer.contains("\"name\":\"late\""), "{answer}");
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(status) = app.child.try_wait().expect("wait") {

@@ -51,15 +51,21 @@ impl Hasher {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
-        // The semaphore is never closed.
-        let _permit = self
+        // The semaphore is never closed. The permit goes with the work: a request dropped
+        // meanwhile (its client gone) does not free a place while the hash still runs.
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|e| PasswordError::Join(e.to_string()))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| PasswordError::Join(e.to_string()))
+        tokio::task::spawn_blocking(move || {
+            let out = work();
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(|e| PasswordError::Join(e.to_string()))
     }
 
     /// The PHC string of `password` with a fresh salt.

@@ -8,6 +8,12 @@
 //! A cache failure is never the client's problem: it is counted
 //! ([`Stats::cache_errors_total`](super::stats::Stats)) and the request goes on to the
 //! database.
+//!
+//! Known limit: a board that comes back after a partition (not a restart) still holds what
+//! it held; a key deleted meanwhile on the board that stood in for it (a user's post list)
+//! may be served stale from it until its TTL (`cache_ttl_secs`) ends. Posts never change, so
+//! only lists are affected, and an author's own list skips the cache while their write is
+//! recent (see [`super::handlers`]).
 
 pub mod node;
 pub mod protocol;
