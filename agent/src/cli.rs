@@ -45,6 +45,12 @@ pub enum Command {
     /// Sends SIGTERM to the supervisor, waits up to 10 s, then SIGKILL. Succeeds (and says
     /// so) if nothing was running.
     Stop(StopArgs),
+    /// Run the app server (the app role; the agent starts it, with its config file).
+    ///
+    /// Serves the app's HTTP API on the config's address. SIGHUP re-reads the config and
+    /// switches to it without dropping requests; SIGTERM or SIGINT stop accepting, finish
+    /// the requests in flight and exit.
+    App(AppArgs),
 }
 
 /// Options of `serve`.
@@ -81,6 +87,14 @@ pub struct SuperviseArgs {
     /// Directory of the pid file (agent.pid).
     #[arg(long, value_name = "DIR", default_value = board_paths::STATE_DIR)]
     pub state_dir: PathBuf,
+}
+
+/// Options of `app`.
+#[derive(Debug, Args)]
+pub struct AppArgs {
+    /// The app's configuration (JSON, written by the agent).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
 }
 
 /// Options of `stop`.

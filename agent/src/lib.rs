@@ -30,6 +30,9 @@
 //! - [`roles`]: the role contract's agent side: `PUT /v1/spec` stored atomically, the
 //!   reconciler converging to it, one supervisor per role (memcached, MariaDB primary or
 //!   replica), the per-role statuses health reports.
+//! - [`app`]: the app server (`lab-agent app`), run by the app role: HTTP API, JWT logins,
+//!   MariaDB primary/replica routing with read-your-writes, our memcached client with
+//!   consistent hashing, its own stats page.
 //! - [`host`]: facts about the board (hostname, OS, kernel, boot age), read once.
 //! - [`procfs`]: pure parsers for the `/proc` and `/etc` files the agent reads, unit tested on
 //!   captured text.
@@ -40,6 +43,7 @@
 //! - [`logging`]: journald under systemd, otherwise a small timestamped stderr logger.
 
 pub mod api;
+pub mod app;
 pub mod cgroup_limits;
 pub mod cli;
 pub mod cmd;

@@ -57,6 +57,18 @@ fn run(command: Command) -> anyhow::Result<()> {
                 anyhow::Ok(())
             })
         }
+        Command::App(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(async {
+                let token = CancellationToken::new();
+                shutdown::cancel_on_signals(token.clone())
+                    .context("cannot install signal handlers")?;
+                lab_agent::app::run(&args.config, token).await
+            })
+        }
         Command::Start(args) => {
             let outcome = start::run(&start::StartOptions {
                 config: args.config,

@@ -43,6 +43,8 @@ pub const GTID: &str = "x-lab-gtid";
 
 /// Longest request body the app reads; a longer one is refused with 413.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Most posts in one answer of [`paths::USERS_PREFIX`]`{id}/posts` (the newest ones).
+pub const MAX_LIST_POSTS: usize = 50;
 /// Longest post body (characters).
 pub const MAX_POST_CHARS: usize = 2000;
 /// User names: `[a-z0-9_-]{1,32}`.
