@@ -141,6 +141,12 @@ fn requests_through_the_lb_reach_apps_cache_and_replicas() {
     assert_eq!(list.status, 200, "{list:?}");
     assert_eq!(list.json()[0]["id"].as_u64(), Some(pid), "{list:?}");
     assert_eq!(list.header("x-cache"), Some("MISS"), "{list:?}");
+    if list.header("x-db") != Some("replica db-2") {
+        for app in ["app-1", "app-2"] {
+            let out = cluster.ssh(&addr(app), "tail -n 30 /var/log/lab/lab-app.log");
+            eprintln!("{app}'s log:\n{}", describe(&out));
+        }
+    }
     assert_eq!(list.header("x-db"), Some("replica db-2"), "{list:?}");
 
     // 4. Bad input: a 4xx with a JSON error, and nothing written.

@@ -101,7 +101,9 @@ impl Peer {
             .tcp_nodelay(true)
             .pool_opts(
                 PoolOpts::default()
-                    .with_constraints(PoolConstraints::new(0, POOL_MAX).unwrap_or_default())
+                    // One connection stays open while idle: a quiet app's next read does not
+                    // pay a login inside the replica's budget.
+                    .with_constraints(PoolConstraints::new(1, POOL_MAX).unwrap_or_default())
                     // Our sessions keep no state worth a reset round trip per checkout.
                     .with_reset_connection(false),
             );
@@ -155,6 +157,31 @@ impl Db {
         u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// Opens one connection in every pool in the background (each put back for the first
+    /// requests), so the first read on a replica does not pay the connect and login within
+    /// its [`REPLICA_BUDGET`] and fall to the primary. Failures are only logged: requests
+    /// find their own way.
+    pub fn warm(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let peers = self
+            .primary
+            .iter()
+            .chain(self.replicas.iter().map(|r| &r.peer));
+        for peer in peers {
+            let pool = peer.pool.clone();
+            let board = peer.board.clone();
+            runtime.spawn(async move {
+                match tokio::time::timeout(PRIMARY_BUDGET, pool.get_conn()).await {
+                    Ok(Ok(_conn)) => log::debug!("connected to {board}"),
+                    Ok(Err(err)) => log::info!("warming the pool of {board}: {err}"),
+                    Err(_) => log::info!("warming the pool of {board}: no answer in time"),
+                }
+            });
+        }
+    }
+
     /// The pools, for the start and reload log line.
     pub fn describe(&self) -> String {
         let replicas: Vec<&str> = self
@@ -200,7 +227,21 @@ impl Db {
                         return Ok((value, Served::Replica(replica.peer.board.clone())));
                     }
                     Ok(Ok(ReplicaRead::Behind)) => break,
-                    Ok(Err(_)) | Err(_) => {
+                    failed => {
+                        // Logged once per skip window at most: the skip stops the next tries.
+                        match failed {
+                            Ok(Err(err)) => log::warn!(
+                                "read on replica {}: {err}; skipping it for {} s",
+                                replica.peer.board,
+                                REPLICA_SKIP.as_secs()
+                            ),
+                            _ => log::warn!(
+                                "read on replica {}: no answer within {} ms; skipping it for {} s",
+                                replica.peer.board,
+                                REPLICA_BUDGET.as_millis(),
+                                REPLICA_SKIP.as_secs()
+                            ),
+                        }
                         let until =
                             self.now_ms() + u64::try_from(REPLICA_SKIP.as_millis()).unwrap_or(1000);
                         replica.skip_until_ms.store(until, Ordering::Relaxed);

@@ -30,10 +30,12 @@ pub struct Backends {
 }
 
 impl Backends {
-    /// Pools and ring for `config` (connections are made when first needed).
+    /// Pools and ring for `config` (one connection per pool is opened in the background).
     pub fn new(config: AppConfig, stats: &Arc<Stats>) -> Backends {
+        let db = Db::new(&config.db, stats.clone());
+        db.warm();
         Backends {
-            db: Db::new(&config.db, stats.clone()),
+            db,
             cache: Cache::new(&config.caches, stats.clone()),
             tokens: TokenKey::new(config.jwt_key.as_bytes()),
             config,
