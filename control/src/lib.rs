@@ -14,6 +14,7 @@
 //! - [`cluster`]: everything a command needs about one cluster, opened once.
 //! - [`host_setup`]: install the Debian packages this host needs, saying so.
 //! - [`rootfs`]: the cached arm64 Debian root that emulated arm64 boards run.
+//! - [`load`]: `lab load`, the load generator: open/closed loop, histograms, timeline.
 //! - [`metrics`]: samples streamed by agents: store, history, liveness, events, exposition.
 //! - [`serve_api`]: the JSON types of `lab serve`'s API, shared by server and readers.
 //! - [`web`]: `lab serve`'s HTTP API, Prometheus endpoint and embedded dashboard (axum).
@@ -31,6 +32,7 @@ pub mod cluster;
 pub mod host_setup;
 pub mod inventory;
 pub mod job;
+pub mod load;
 pub mod metrics;
 pub mod pki;
 pub mod plan;

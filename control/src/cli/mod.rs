@@ -5,6 +5,7 @@ mod board;
 mod bootstrap;
 mod down;
 mod forget;
+mod load;
 mod metrics;
 pub mod output;
 mod plan;
@@ -78,6 +79,10 @@ pub enum Command {
     /// hour of history, notice silent boards, serve the dashboard, the HTTP API and
     /// Prometheus text on --listen (`lab up` starts it in the background).
     Serve(serve::ServeArgs),
+    /// Send traffic to the cluster's LB (or any http:// URL) at a fixed rate or flat out;
+    /// live figures each second, then achieved rate vs asked, latency percentiles, errors by
+    /// kind, who served, cache hits; a per-second timeline as CSV and JSON.
+    Load(load::LoadArgs),
     /// Metrics kept by the running control plane (`lab metrics export` writes CSV).
     Metrics(metrics::MetricsArgs),
     /// Live terminal view of the cluster from the running control plane: every board's
@@ -124,6 +129,7 @@ pub fn main() -> ExitCode {
             Command::Partition(a) => board::run(board::Verb::Partition, a).await,
             Command::Heal(a) => board::run(board::Verb::Heal, a).await,
             Command::Serve(a) => serve::run(a).await,
+            Command::Load(a) => load::run(a).await,
             Command::Metrics(a) => metrics::run(a).await,
             Command::Top(a) => top::run(a).await,
             Command::ForgetHostKey(a) => forget::run(a).await,

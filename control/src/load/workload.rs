@@ -1,0 +1,396 @@
+//! What the requests are. `static`: GET the URL, nothing else (the same work as `wrk URL`).
+//! `app`: the app's API as a small social site sees it. A setup phase signs up `--users`
+//! users (names unique to the run), logs each in and seeds `--keys` posts; then each request
+//! is a read with probability `--read-ratio` (GET one post, drawn from a Zipf distribution
+//! over the seeded posts so a few are hot; one read in twenty lists a user's posts) or a
+//! write (POST a post as a random user). Setup is not part of the measured run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::HeaderValue;
+use hyper::{Method, Request};
+use lab_api::app::{paths, Login, NewPost, Post, Signup, Token};
+use serde::Serialize;
+
+use super::client::{request, Answer, Connection};
+use super::rng::Rng;
+use super::target::Target;
+use super::zipf::Zipf;
+
+/// Which workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mix {
+    /// The app's API through the LB: setup, then reads (Zipf-hot posts) and writes.
+    App,
+    /// GET the URL only (compare with wrk).
+    Static,
+}
+
+impl std::fmt::Display for Mix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mix::App => "app",
+            Mix::Static => "static",
+        })
+    }
+}
+
+/// The kind of one request, counted in the summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `static`: GET the URL.
+    Get,
+    /// GET one post.
+    Read,
+    /// GET a user's posts.
+    List,
+    /// POST a post.
+    Write,
+}
+
+impl Op {
+    pub const ALL: [Op; 4] = [Op::Get, Op::Read, Op::List, Op::Write];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Read => "read",
+            Op::List => "list",
+            Op::Write => "write",
+        }
+    }
+}
+
+/// Part of the reads that list a user's posts rather than read one.
+pub const LIST_SHARE: f64 = 0.05;
+
+/// A user of the run, logged in.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: u64,
+    pub authorization: HeaderValue,
+}
+
+/// What the app setup made.
+#[derive(Debug, Clone)]
+pub struct Seeded {
+    pub accounts: Vec<Account>,
+    /// Post ids, most popular rank first.
+    pub posts: Vec<u64>,
+    pub took: Duration,
+}
+
+/// The app workload's knobs.
+#[derive(Debug, Clone)]
+pub struct AppKnobs {
+    pub users: usize,
+    pub keys: usize,
+    pub read_ratio: f64,
+    pub zipf: f64,
+}
+
+/// Builds each request of the measured run.
+pub enum Workload {
+    Static {
+        target: Arc<Target>,
+    },
+    App {
+        target: Arc<Target>,
+        seeded: Seeded,
+        zipf: Zipf,
+        read_ratio: f64,
+        post_path: String,
+        posts_path: String,
+        users_path: String,
+    },
+}
+
+impl Workload {
+    pub fn statik(target: Arc<Target>) -> Self {
+        Workload::Static { target }
+    }
+
+    pub fn app(target: Arc<Target>, seeded: Seeded, knobs: &AppKnobs) -> Self {
+        let zipf = Zipf::new(seeded.posts.len().max(1), knobs.zipf);
+        Workload::App {
+            post_path: target.app_path(paths::POST_PREFIX),
+            posts_path: target.app_path(paths::POSTS),
+            users_path: target.app_path(paths::USERS_PREFIX),
+            target,
+            seeded,
+            zipf,
+            read_ratio: knobs.read_ratio,
+        }
+    }
+
+    pub fn target(&self) -> Arc<Target> {
+        match self {
+            Workload::Static { target } | Workload::App { target, .. } => target.clone(),
+        }
+    }
+
+    /// The next request, chosen with `rng`.
+    pub fn next(&self, rng: &mut Rng) -> (Op, Request<Full<Bytes>>) {
+        match self {
+            Workload::Static { target } => (
+                Op::Get,
+                request(target, Method::GET, &target.url.path, None, None),
+            ),
+            Workload::App {
+                target,
+                seeded,
+                zipf,
+                read_ratio,
+                post_path,
+                posts_path,
+                users_path,
+            } => {
+                let account = &seeded.accounts[rng.below(seeded.accounts.len() as u64) as usize];
+                if rng.next_f64() < *read_ratio {
+                    if rng.next_f64() < LIST_SHARE {
+                        let path = format!("{users_path}{}/posts", account.id);
+                        return (Op::List, request(target, Method::GET, &path, None, None));
+                    }
+                    let post = seeded.posts[zipf.sample(rng) - 1];
+                    let path = format!("{post_path}{post}");
+                    (Op::Read, request(target, Method::GET, &path, None, None))
+                } else {
+                    let body = post_body(rng.next_u64());
+                    (
+                        Op::Write,
+                        request(
+                            target,
+                            Method::POST,
+                            posts_path,
+                            Some(body),
+                            Some(&account.authorization),
+                        ),
+                    )
+                }
+            }
+        }
+    }
+}
+
+fn post_body(n: u64) -> Bytes {
+    let post = NewPost {
+        body: format!("lab load post {n:016x}: a few words to make it look like a post"),
+    };
+    // Serializing a struct of one String cannot fail.
+    Bytes::from(serde_json::to_vec(&post).unwrap_or_default())
+}
+
+/// A name for this run's users: `ld<run>u<i>`, within the app's `[a-z0-9_-]{1,32}`.
+pub fn user_name(run_id: &str, i: usize) -> String {
+    format!("ld{run_id}u{i}")
+}
+
+/// Sign up and log in `knobs.users` users, then create `knobs.keys` posts (round robin over
+/// the users), `parallel` at a time. The first failure stops the setup with what was asked
+/// and what came back.
+pub async fn setup(
+    target: Arc<Target>,
+    knobs: &AppKnobs,
+    run_id: &str,
+    parallel: usize,
+    timeout: Duration,
+) -> anyhow::Result<Seeded> {
+    let started = Instant::now();
+    let password = format!("lab-load-{run_id}");
+    let parallel = parallel.clamp(1, 32);
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..parallel.min(knobs.users) {
+        let target = target.clone();
+        let (users, workers, password, run_id) =
+            (knobs.users, parallel, password.clone(), run_id.to_string());
+        tasks.spawn(async move {
+            let mut conn = Connection::new(target.clone());
+            let mut mine = Vec::new();
+            for i in (w..users).step_by(workers) {
+                let name = user_name(&run_id, i);
+                let signup = Signup {
+                    name: name.clone(),
+                    password: password.clone(),
+                };
+                call(&mut conn, &target, paths::SIGNUP, &signup, None, timeout)
+                    .await
+                    .with_context(|| format!("signing up user {name}"))?;
+                let login = Login {
+                    name: name.clone(),
+                    password: password.clone(),
+                };
+                let answer = call(&mut conn, &target, paths::LOGIN, &login, None, timeout)
+                    .await
+                    .with_context(|| format!("logging in user {name}"))?;
+                let token: Token = serde_json::from_slice(&answer.body)
+                    .with_context(|| format!("the answer to logging in {name} is not a token"))?;
+                let authorization = HeaderValue::from_str(&format!("Bearer {}", token.token))
+                    .context("the token cannot be sent in a header")?;
+                mine.push((
+                    i,
+                    Account {
+                        id: token.user.id,
+                        authorization,
+                    },
+                ));
+            }
+            anyhow::Ok(mine)
+        });
+    }
+    let mut accounts = Vec::with_capacity(knobs.users);
+    while let Some(done) = tasks.join_next().await {
+        accounts.extend(done.context("a setup task died")??);
+    }
+    accounts.sort_by_key(|(i, _)| *i);
+    let accounts: Vec<Account> = accounts.into_iter().map(|(_, a)| a).collect();
+    if accounts.is_empty() {
+        bail!("setup made no user");
+    }
+
+    let accounts_shared = Arc::new(accounts.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..parallel.min(knobs.keys) {
+        let (target, accounts) = (target.clone(), accounts_shared.clone());
+        let (keys, workers) = (knobs.keys, parallel);
+        tasks.spawn(async move {
+            let mut conn = Connection::new(target.clone());
+            let mut mine = Vec::new();
+            for k in (w..keys).step_by(workers) {
+                let account = &accounts[k % accounts.len()];
+                let post = NewPost {
+                    body: format!("seed post {k} of lab load"),
+                };
+                let answer = call(
+                    &mut conn,
+                    &target,
+                    paths::POSTS,
+                    &post,
+                    Some(&account.authorization),
+                    timeout,
+                )
+                .await
+                .with_context(|| format!("creating seed post {k}"))?;
+                let post: Post = serde_json::from_slice(&answer.body)
+                    .context("the answer to creating a post is not a post")?;
+                mine.push((k, post.id));
+            }
+            anyhow::Ok(mine)
+        });
+    }
+    let mut posts = Vec::with_capacity(knobs.keys);
+    while let Some(done) = tasks.join_next().await {
+        posts.extend(done.context("a setup task died")??);
+    }
+    posts.sort_by_key(|(k, _)| *k);
+    Ok(Seeded {
+        accounts,
+        posts: posts.into_iter().map(|(_, id)| id).collect(),
+        took: started.elapsed(),
+    })
+}
+
+/// POST `body` as JSON to the app endpoint `endpoint`; a 2xx answer or an error saying what
+/// came back instead.
+async fn call<T: Serialize>(
+    conn: &mut Connection,
+    target: &Target,
+    endpoint: &str,
+    body: &T,
+    authorization: Option<&HeaderValue>,
+    timeout: Duration,
+) -> anyhow::Result<Answer> {
+    let path = target.app_path(endpoint);
+    let json = Bytes::from(serde_json::to_vec(body).context("encoding a request")?);
+    let req = request(target, Method::POST, &path, Some(json), authorization);
+    let answer = conn
+        .send(req, timeout)
+        .await
+        .map_err(|f| anyhow::anyhow!("POST {path}: {}", f.detail))?;
+    if !answer.status.is_success() {
+        let text = String::from_utf8_lossy(&answer.body);
+        let snippet: String = text.chars().take(200).collect();
+        bail!(
+            "POST {path} answered {}: {}\n(is {} the app or the LB in front of it? `--mix static` loads a plain web server)",
+            answer.status,
+            snippet.trim(),
+            target.url.text
+        );
+    }
+    Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_fit_the_apps_rules() {
+        let name = user_name("k3x9a0b1c2", 99_999);
+        assert!(name.len() <= lab_api::app::MAX_NAME_CHARS, "{name}");
+        assert!(name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'));
+    }
+
+    #[test]
+    fn app_requests_follow_the_read_ratio() {
+        let target = Arc::new(super::super::target::Target {
+            url: super::super::target::parse_url("http://127.0.0.1:1/").expect("url"),
+            addr: "127.0.0.1:1".parse().expect("addr"),
+            host_header: HeaderValue::from_static("127.0.0.1:1"),
+        });
+        let seeded = Seeded {
+            accounts: vec![Account {
+                id: 7,
+                authorization: HeaderValue::from_static("Bearer x"),
+            }],
+            posts: (100..200).collect(),
+            took: Duration::ZERO,
+        };
+        let knobs = AppKnobs {
+            users: 1,
+            keys: 100,
+            read_ratio: 0.9,
+            zipf: 1.0,
+        };
+        let w = Workload::app(target, seeded, &knobs);
+        let mut rng = Rng::new(5);
+        let mut counts = [0u32; 4];
+        for _ in 0..20_000 {
+            let (op, req) = w.next(&mut rng);
+            counts[op.index()] += 1;
+            match op {
+                Op::Read => {
+                    assert_eq!(req.method(), Method::GET);
+                    let id: u64 = req
+                        .uri()
+                        .path()
+                        .strip_prefix("/api/posts/")
+                        .and_then(|s| s.parse().ok())
+                        .expect("post id");
+                    assert!((100..200).contains(&id));
+                }
+                Op::List => assert_eq!(req.uri().path(), "/api/users/7/posts"),
+                Op::Write => {
+                    assert_eq!(req.method(), Method::POST);
+                    assert!(req.headers().contains_key(hyper::header::AUTHORIZATION));
+                }
+                Op::Get => panic!("static request in the app mix"),
+            }
+        }
+        let writes = f64::from(counts[Op::Write.index()]) / 20_000.0;
+        assert!((0.08..0.12).contains(&writes), "writes {writes}");
+        let lists = f64::from(counts[Op::List.index()]) / 20_000.0;
+        assert!((0.03..0.06).contains(&lists), "lists {lists}");
+    }
+}
