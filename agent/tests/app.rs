@@ -479,6 +479,18 @@ async fn the_app_serves_users_and_posts_through_failures_and_reloads() {
         "a hit touches no database"
     );
     assert_eq!(second.json::<Post>(), post);
+    // Cache-Control: no-cache reads the database and says so.
+    let bypass = client
+        .get(&post_path, &[("cache-control", "no-cache")])
+        .await;
+    assert_eq!(bypass.status, StatusCode::OK);
+    assert_eq!(bypass.header(contract::CACHE), Some("BYPASS"));
+    assert!(
+        bypass.header(contract::DB).is_some(),
+        "{:?}",
+        bypass.header(contract::DB)
+    );
+    assert_eq!(bypass.json::<Post>(), post);
 
     // The list, newest first; the author sees a new post at once (the cache is skipped and
     // refreshed for them); then anyone reads it from the cache.

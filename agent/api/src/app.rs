@@ -35,7 +35,8 @@ pub mod paths {
 pub const SERVED_BY: &str = "x-served-by";
 /// `primary <board>` or `replica <board>`: where the database part of the answer came from.
 pub const DB: &str = "x-db";
-/// `HIT` or `MISS`: whether a cacheable read came from memcached.
+/// `HIT` or `MISS`: whether a cacheable read came from memcached; `BYPASS` when the request
+/// said `Cache-Control: no-cache` (single posts: read from the database, cache untouched).
 pub const CACHE: &str = "x-cache";
 /// On a write's answer: the GTID of the write (MariaDB `domain-server-seq`). A client may
 /// send it back on a read to be sure to see that write (the app remembers it per user too).

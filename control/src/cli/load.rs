@@ -94,6 +94,10 @@ pub struct LoadArgs {
     /// App mix: Zipf exponent of the post popularity (0 = uniform, 1 = a few hot posts; up to 5).
     #[arg(long, default_value_t = 1.0, value_name = "S", value_parser = parse_zipf)]
     pub zipf: f64,
+    /// App mix: reads ask the app to skip its cache (`Cache-Control: no-cache`), so every read
+    /// reaches the database: compare with a run without it to see what the cache buys.
+    #[arg(long)]
+    pub no_cache: bool,
     /// Seed of the request choices (the same seed makes the same sequence).
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
@@ -140,6 +144,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             keys: args.keys as usize,
             read_ratio: args.read_ratio,
             zipf: args.zipf,
+            no_cache: args.no_cache,
         },
         seed,
         run_id: run_id(clock_seed()),

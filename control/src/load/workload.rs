@@ -96,6 +96,8 @@ pub struct AppKnobs {
     pub keys: usize,
     pub read_ratio: f64,
     pub zipf: f64,
+    /// Reads ask the app to skip its cache (`Cache-Control: no-cache`): the database's cost.
+    pub no_cache: bool,
 }
 
 /// Builds each request of the measured run.
@@ -108,6 +110,7 @@ pub enum Workload {
         seeded: Seeded,
         zipf: Zipf,
         read_ratio: f64,
+        no_cache: bool,
         post_path: String,
         posts_path: String,
         users_path: String,
@@ -129,6 +132,7 @@ impl Workload {
             seeded,
             zipf,
             read_ratio: knobs.read_ratio,
+            no_cache: knobs.no_cache,
         }
     }
 
@@ -150,19 +154,30 @@ impl Workload {
                 seeded,
                 zipf,
                 read_ratio,
+                no_cache,
                 post_path,
                 posts_path,
                 users_path,
             } => {
+                let read = |op: Op, path: &str| {
+                    let mut req = request(target, Method::GET, path, None, None);
+                    if *no_cache {
+                        req.headers_mut().insert(
+                            hyper::header::CACHE_CONTROL,
+                            HeaderValue::from_static("no-cache"),
+                        );
+                    }
+                    (op, req)
+                };
                 let account = &seeded.accounts[rng.below(seeded.accounts.len() as u64) as usize];
                 if rng.next_f64() < *read_ratio {
                     if rng.next_f64() < LIST_SHARE {
                         let path = format!("{users_path}{}/posts", account.id);
-                        return (Op::List, request(target, Method::GET, &path, None, None));
+                        return read(Op::List, &path);
                     }
                     let post = seeded.posts[zipf.sample(rng) - 1];
                     let path = format!("{post_path}{post}");
-                    (Op::Read, request(target, Method::GET, &path, None, None))
+                    read(Op::Read, &path)
                 } else {
                     let body = post_body(rng.next_u64());
                     (
@@ -358,6 +373,7 @@ mod tests {
             took: Duration::ZERO,
         };
         let knobs = AppKnobs {
+            no_cache: false,
             users: 1,
             keys: 100,
             read_ratio: 0.9,
