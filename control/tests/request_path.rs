@@ -39,14 +39,7 @@ fn requests_through_the_lb_reach_apps_cache_and_replicas() {
             ("db-2", "native", "roles = [\"db\"]\n"),
         ],
     );
-    let addr = |name: &str| {
-        cluster
-            .boards
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, a)| a.clone())
-            .expect("board")
-    };
+    let addr = |name: &str| cluster.addr(name);
     let up = cluster.lab_ok(&["up"]);
     for (board, role) in [("lb-1", "lb"), ("app-1", "app"), ("app-2", "app")] {
         assert!(

@@ -66,14 +66,7 @@ fn data_tier_from_plan_to_replication() {
             ),
         ],
     );
-    let addr = |name: &str| {
-        cluster
-            .boards
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, a)| a.clone())
-            .expect("board")
-    };
+    let addr = |name: &str| cluster.addr(name);
 
     // Before anything exists, the plan is refused with what to do.
     let out = cluster.lab(&["plan"]);

@@ -79,6 +79,15 @@ impl TestCluster {
         }
     }
 
+    /// The address of board `name` (panics on a name the test did not give).
+    pub fn addr(&self, name: &str) -> String {
+        self.boards
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| a.clone())
+            .unwrap_or_else(|| panic!("no board {name} in this test cluster"))
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
     }
