@@ -381,9 +381,25 @@ async fn a_replica_follows_its_primary() {
             Some(primary_addr),
         ))],
     };
+    // The replica first, its primary only once the replica's server answers: the replica
+    // must not say it runs before it holds what its primary sets up.
     let begun = Instant::now();
-    primary.accepted(&primary_spec).await;
     replica.accepted(&replica_spec).await;
+    let replica_socket = replica.db_socket();
+    wait_for("the replica's server", Duration::from_secs(60), || {
+        let socket = replica_socket.clone();
+        async move {
+            let opts = mysql_async::OptsBuilder::default()
+                .socket(Some(socket))
+                .user(Some("root"));
+            mysql_async::Conn::new(opts)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await;
+    primary.accepted(&primary_spec).await;
     let limit = Duration::from_secs(90);
     let (p, r) = tokio::join!(
         async {
@@ -413,15 +429,29 @@ async fn a_replica_follows_its_primary() {
         "{message}"
     );
 
+    let app_opts = |at: SocketAddr| {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname(at.ip().to_string())
+            .tcp_port(at.port())
+            .prefer_socket(false)
+            .user(Some("lab_app"))
+            .pass(Some("app:pw@2"))
+            .db_name(Some("labapp"))
+    };
+    // Running means the apps can read there at once: the user and the tables reached the
+    // replica through replication before it said so (both started together).
+    let mut reader = mysql_async::Conn::new(app_opts(replica_addr))
+        .await
+        .expect("the app user logs in on the replica as soon as it runs");
+    let posts: Option<u64> = reader
+        .query_first("SELECT COUNT(*) FROM posts")
+        .await
+        .expect("the app's tables are on the replica as soon as it runs");
+    assert_eq!(posts, Some(0));
+    drop(reader);
+
     // The app user writes on the primary over TCP (its grants came with the setup).
-    let app = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(primary_addr.ip().to_string())
-        .tcp_port(primary_addr.port())
-        .prefer_socket(false)
-        .user(Some("lab_app"))
-        .pass(Some("app:pw@2"))
-        .db_name(Some("labapp"));
-    let mut app = mysql_async::Conn::new(app)
+    let mut app = mysql_async::Conn::new(app_opts(primary_addr))
         .await
         .expect("app user over TCP");
     app.query_drop("INSERT INTO users (name, password_hash) VALUES ('ada', 'x')")
@@ -437,7 +467,6 @@ async fn a_replica_follows_its_primary() {
 
     let mut on_replica = root(&replica.db_socket()).await;
     let mut on_primary = root(&primary.db_socket()).await;
-    let replica_socket = replica.db_socket();
     wait_for("the row on the replica", Duration::from_secs(30), || {
         let socket = replica_socket.clone();
         async move {

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::http::{request, Answer};
-use common::{describe, rewrite_roles, sql, wait_for, TestCluster};
+use common::{app_password, describe, rewrite_roles, sql, wait_for, TestCluster};
 
 fn served_by(a: &Answer) -> String {
     a.header("x-served-by").unwrap_or("?").to_string()
@@ -139,6 +139,16 @@ fn requests_through_the_lb_reach_apps_cache_and_replicas() {
             let out = cluster.ssh(&addr(app), "tail -n 30 /var/log/lab/lab-app.log");
             eprintln!("{app}'s log:\n{}", describe(&out));
         }
+        let out = cluster.ssh(&db2, "mariadb -S /var/lib/lab/db/mysqld.sock -e 'SHOW SLAVE STATUS\\G; SELECT user, host FROM mysql.user; SELECT @@gtid_slave_pos, @@gtid_binlog_pos' ; tail -n 40 /var/log/lab/*.log");
+        eprintln!("db-2:\n{}", describe(&out));
+        let out = cluster.ssh(
+            &addr("app-1"),
+            &format!(
+                "MYSQL_PWD='{}' mariadb -h {db2} -u lab_app -e 'SELECT current_user()'",
+                app_password(&cluster)
+            ),
+        );
+        eprintln!("app-1 to db-2:\n{}", describe(&out));
     }
     assert_eq!(list.header("x-db"), Some("replica db-2"), "{list:?}");
 

@@ -31,6 +31,12 @@ const INSTALLERS: &[&str] = &["/usr/bin/mariadb-install-db", "/usr/bin/mysql_ins
 pub const READY_WITHIN: Duration = Duration::from_secs(60);
 
 /// How long a graceful stop (InnoDB flush) may take before the group is SIGKILLed.
+/// How long a new replica's setup waits to have caught up with its primary (which may be
+/// starting at the same moment) before it reports running anyway, with the lag in its message.
+pub const CATCH_UP_WITHIN: Duration = Duration::from_secs(60);
+/// Between two looks at a catching-up replica.
+const CATCH_UP_EVERY: Duration = Duration::from_millis(200);
+
 pub const STOP_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Base name of the binary logs, the same on every board (not the hostname).
@@ -259,7 +265,8 @@ impl Db {
     /// Makes the server what the spec says; the message health shows.
     pub async fn setup(&mut self) -> anyhow::Result<String> {
         if self.replica {
-            return self.follow_primary().await;
+            let message = self.follow_primary().await?;
+            return self.catch_up(message).await;
         }
         if !self.slave_status().await?.rows.is_empty() {
             // A former replica (promoted): it follows nobody any more.
@@ -309,6 +316,52 @@ impl Db {
             .with_context(|| format!("writing {}", self.paths.source.display()))?;
         }
         self.message().await
+    }
+
+    /// Waits (up to [`CATCH_UP_WITHIN`]) until the replica has connected to its primary,
+    /// applied everything it has read and holds the app's schema, so that "running" means
+    /// the apps can read here: the users and tables come through replication, and a replica
+    /// started beside a primary that is still initialising has none of them yet. Past the
+    /// bound it reports running with its replication state, as before.
+    async fn catch_up(&mut self, mut message: String) -> anyhow::Result<String> {
+        let deadline = tokio::time::Instant::now() + CATCH_UP_WITHIN;
+        loop {
+            if self.caught_up().await? {
+                return Ok(message);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                log::warn!(
+                    "replica not caught up after {} s: {message}",
+                    CATCH_UP_WITHIN.as_secs()
+                );
+                return Ok(message);
+            }
+            tokio::time::sleep(CATCH_UP_EVERY).await;
+            message = self.message().await?;
+        }
+    }
+
+    /// Both replication threads run, nothing read is left to apply, and the app's tables
+    /// (the last thing a primary's setup makes) are here.
+    async fn caught_up(&mut self) -> anyhow::Result<bool> {
+        let status = self.slave_status().await?;
+        let threads = status.first("Slave_IO_Running") == Some("Yes")
+            && status.first("Slave_SQL_Running") == Some("Yes");
+        let applied = status.first("Seconds_Behind_Master") == Some("0")
+            && status.first("Master_Log_File") == status.first("Relay_Master_Log_File")
+            && status.first("Read_Master_Log_Pos") == status.first("Exec_Master_Log_Pos");
+        if !(threads && applied) {
+            return Ok(false);
+        }
+        let tables: Option<u64> = self
+            .conn()?
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = ?",
+                (lab_api::spec::APP_SCHEMA,),
+            )
+            .await
+            .context("counting the app's tables")?;
+        Ok(tables.unwrap_or(0) >= sql::APP_TABLES)
     }
 
     /// What health says about a running database (a replica's replication state).

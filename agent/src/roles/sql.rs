@@ -54,6 +54,10 @@ pub fn monitor_grant(db: &DbConfig) -> Result<String, String> {
     ))
 }
 
+/// How many tables [`primary_setup`] makes in the app's schema (a replica holding them all
+/// has replicated the whole setup).
+pub const APP_TABLES: u64 = 2;
+
 /// What a primary runs at every start (idempotent; replicated to the replicas through the
 /// binlog): writable, the users with their grants, the app's schema and tables.
 pub fn primary_setup(db: &DbConfig) -> Result<Vec<String>, String> {
@@ -214,6 +218,13 @@ mod tests {
             &"GRANT PROCESS, SLAVE MONITOR ON *.* TO 'lab_monitor'@'localhost'".to_string()
         ));
         assert!(sql.iter().any(|s| s.contains("`labapp`.posts")));
+    }
+
+    #[test]
+    fn app_tables_counts_the_tables_the_primary_makes() {
+        let sql = primary_setup(&db()).expect("sql");
+        let tables = sql.iter().filter(|s| s.starts_with("CREATE TABLE")).count();
+        assert_eq!(u64::try_from(tables).ok(), Some(APP_TABLES));
     }
 
     #[test]
