@@ -6,7 +6,7 @@
 //! saved before any spec that carries its epoch is sent, so an agent never holds an epoch the
 //! state dir does not know.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::agent_client::AgentClient;
 use crate::agents::ClusterAgents;
+use crate::failover::membership;
 use crate::plan::diff::{diff, Change};
 use crate::plan::{self, Plan};
 
@@ -40,8 +41,12 @@ pub struct BoardChanges {
     /// Set when the agent could not be asked (its changes are unknown).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unreachable: Option<String>,
+    /// What its agent is sent: the plan's spec without the peers that do not answer.
     #[serde(skip)]
     pub spec: BoardSpec,
+    /// The plan's spec with every peer (what `applied.json` keeps).
+    #[serde(skip)]
+    pub full: BoardSpec,
 }
 
 /// The plan with the changes it implies, ready to print or apply.
@@ -129,11 +134,29 @@ pub async fn plan_view(agents: &ClusterAgents, client: &AgentClient) -> anyhow::
         reasons,
     } = plan::desired(&agents.inventory, &addresses, &stored, &secrets)?;
     let held = held_specs(agents, client).await;
+    // Boards whose agents do not answer are left out of the others' peer lists (the same
+    // rule the failover manager follows), and are back in once they answer.
+    let down: BTreeSet<String> = held
+        .iter()
+        .filter(|(_, h)| matches!(h, Held::Unreachable(_)))
+        .map(|(name, _)| name.clone())
+        .collect();
+    let mut reasons = reasons;
     let boards = boards
         .into_iter()
         .map(|b| {
+            let full = b.spec;
+            let spec = membership::without_down(&full, &down);
+            let left_out = membership::peers_down(&full, &down);
+            if !left_out.is_empty() {
+                reasons.push(format!(
+                    "{}: leaves out {} (agent not answering) until it answers again",
+                    b.board,
+                    left_out.join(", ")
+                ));
+            }
             let (changes, unreachable) = match held.get(&b.board) {
-                Some(Held::Spec(spec)) => (diff(&b.spec, spec.as_ref()), None),
+                Some(Held::Spec(held)) => (diff(&spec, held.as_ref()), None),
                 Some(Held::Unreachable(why)) => (Vec::new(), Some(why.clone())),
                 None => (Vec::new(), Some("not asked".into())),
             };
@@ -143,7 +166,8 @@ pub async fn plan_view(agents: &ClusterAgents, client: &AgentClient) -> anyhow::
                 waiting: b.waiting,
                 changes,
                 unreachable,
-                spec: b.spec,
+                spec,
+                full,
             }
         })
         .collect();
@@ -172,6 +196,18 @@ pub async fn save_topology(agents: &ClusterAgents, view: &PlanView) -> anyhow::R
         tokio::task::spawn_blocking(move || plan::topology::save(&state, &topo)).await??;
     }
     Ok(())
+}
+
+/// Keeps every board's full spec as the last applied desired state (what the failover
+/// manager works from).
+pub async fn save_applied(agents: &ClusterAgents, view: &PlanView) -> anyhow::Result<()> {
+    let state = agents.state.root().to_path_buf();
+    let specs: plan::applied::AppliedSpecs = view
+        .boards
+        .iter()
+        .map(|b| (b.board.clone(), b.full.clone()))
+        .collect();
+    tokio::task::spawn_blocking(move || plan::applied::save(&state, &specs)).await?
 }
 
 /// The changed boards in two waves, make before break: first every board that only starts,

@@ -29,6 +29,7 @@ pub mod apply;
 pub mod bootstrap;
 pub mod cli;
 pub mod cluster;
+pub mod failover;
 pub mod host_setup;
 pub mod inventory;
 pub mod job;

@@ -22,8 +22,13 @@ pub const READY_WITHIN: Duration = Duration::from_secs(10);
 pub const STOP_DEADLINE: Duration = Duration::from_secs(10);
 /// Longest `nginx -t` may take.
 const CHECK_WITHIN: Duration = Duration::from_secs(10);
-/// How long a request may wait for an app's answer.
-const READ_TIMEOUT_SECS: u32 = 30;
+/// How long a request may wait for an app's answer. Short: the app answers in
+/// milliseconds, and a request sent on a kept-alive connection to a board whose plug was
+/// pulled gets no RST, only this timeout (then a GET goes to the next app).
+const READ_TIMEOUT_SECS: u32 = 3;
+/// The same for sign-up and log-in, which hash a password (argon2: slow on purpose, and
+/// slower on a small board under load).
+const PASSWORD_READ_TIMEOUT_SECS: u32 = 30;
 /// How many app boards one idempotent request may try.
 const TRIES: u32 = 3;
 
@@ -191,19 +196,23 @@ http {{\n\
         server_name _;\n\
         add_header X-LB $hostname always;\n\
         location /_lab/ {{\n            return 404;\n        }}\n\
+        proxy_http_version 1.1;\n\
+        proxy_set_header Connection \"\";\n\
+        proxy_set_header Host $host;\n\
+        proxy_set_header X-Real-IP $remote_addr;\n\
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+        proxy_connect_timeout {connect}ms;\n\
+        # Only idempotent requests are retried on the next app once sent (NGINX never\n\
+        # resends a POST it has sent unless told to with non_idempotent).\n\
+        proxy_next_upstream error timeout http_502 http_503;\n\
+        proxy_next_upstream_tries {TRIES};\n\
         location / {{\n\
             proxy_pass http://app;\n\
-            proxy_http_version 1.1;\n\
-            proxy_set_header Connection \"\";\n\
-            proxy_set_header Host $host;\n\
-            proxy_set_header X-Real-IP $remote_addr;\n\
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
-            proxy_connect_timeout {connect}ms;\n\
             proxy_read_timeout {READ_TIMEOUT_SECS}s;\n\
-            # Only idempotent requests are retried on the next app once sent (NGINX never\n\
-            # resends a POST it has sent unless told to with non_idempotent).\n\
-            proxy_next_upstream error timeout http_502 http_503;\n\
-            proxy_next_upstream_tries {TRIES};\n\
+        }}\n\
+        location ~ ^/api/(signup|login)$ {{\n\
+            proxy_pass http://app;\n\
+            proxy_read_timeout {PASSWORD_READ_TIMEOUT_SECS}s;\n\
         }}\n\
     }}\n\
     server {{\n\

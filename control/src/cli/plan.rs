@@ -81,6 +81,7 @@ pub async fn apply_cluster(
             b.unreachable.as_deref().unwrap_or("")
         );
     }
+    apply::save_applied(agents, &view).await?;
     let changed: Vec<&str> = view.changed_boards().map(|b| b.board.as_str()).collect();
     if changed.is_empty() {
         if !json {

@@ -12,6 +12,7 @@
 //! that cannot work yet with the boards given (an lb with no app board behind it, an app
 //! with no database), with the reason.
 
+pub mod applied;
 pub mod auto;
 pub mod diff;
 pub mod secrets;
