@@ -20,6 +20,7 @@
 //! - [`web`]: `lab serve`'s HTTP API, Prometheus endpoint and embedded dashboard (axum).
 //! - [`tui`]: `lab top`'s terminal view: model, pure rendering, terminal guard.
 //! - [`report`]: error chains and output tails as people read them.
+//! - [`failover`]: `lab serve`'s failover manager: down boards leave their peers' specs.
 //! - [`cli`]: one file per subcommand; maps arguments to the modules above.
 
 pub mod agent_bin;
