@@ -1,7 +1,13 @@
 //! The load generator's HTTP client: one keep-alive HTTP/1.1 connection per worker (hyper's
 //! `client::conn`, its I/O driven inside the worker's task), opened on first use and again
-//! whenever the server closed it or a request on it failed. Every request, connecting included, is bounded by a timeout; a failure says which
-//! kind it was (connect, timeout, I/O) so the summary can count them apart.
+//! whenever the server closed it or a request on it failed. Every request, connecting included,
+//! is bounded by a timeout; a failure says which kind it was (connect, timeout, I/O) so the
+//! summary can count them apart.
+//!
+//! Like a browser, a request that went out on a *reused* connection which the server closed
+//! before any byte of an answer (the keep-alive race: an idle timeout or an NGINX reload closes
+//! the connection just as the request is written) is sent once more on a fresh connection.
+//! The server never saw it, so that is not a retry of work done; any other failure counts.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -94,7 +100,16 @@ impl Connection {
         req: Request<Full<Bytes>>,
         timeout: Duration,
     ) -> Result<Answer, Failure> {
-        match tokio::time::timeout(timeout, self.exchange(req)).await {
+        let attempt = async {
+            let copy = duplicate(&req);
+            match self.exchange(req).await {
+                Err(Exchange::ClosedUnanswered(_)) => {
+                    self.exchange(copy).await.map_err(Exchange::into_failure)
+                }
+                r => r.map_err(Exchange::into_failure),
+            }
+        };
+        match tokio::time::timeout(timeout, attempt).await {
             Ok(r) => r,
             Err(_) => {
                 // The connection's state is unknown: start afresh next time.
@@ -107,7 +122,7 @@ impl Connection {
         }
     }
 
-    async fn exchange(&mut self, req: Request<Full<Bytes>>) -> Result<Answer, Failure> {
+    async fn exchange(&mut self, req: Request<Full<Bytes>>) -> Result<Answer, Exchange> {
         let reusable = match self.open.take() {
             Some((sender, mut driver)) if !sender.is_closed() => {
                 // A server that closed the idle connection (keepalive_timeout) has left an
@@ -119,9 +134,10 @@ impl Connection {
             }
             _ => None,
         };
+        let reused = reusable.is_some();
         let (mut sender, driver) = match reusable {
             Some(open) => open,
-            None => connect(self.target.addr).await?,
+            None => connect(self.target.addr).await.map_err(Exchange::Failed)?,
         };
         let mut driver = Some(driver);
         // The driver first: it delivers the answer that `work` then finds ready. When it ends
@@ -129,10 +145,22 @@ impl Connection {
         // finishes with what was delivered or with the error rather than wait for nothing.
         let result = {
             let work = async {
-                sender.ready().await.map_err(io_failure)?;
-                let answer = sender.send_request(req).await.map_err(io_failure)?;
+                // No answer head yet: on a reused connection, a close here is the race.
+                let unanswered = |e: hyper::Error| {
+                    if reused && closed_unanswered(&e) {
+                        Exchange::ClosedUnanswered(io_failure(e))
+                    } else {
+                        Exchange::Failed(io_failure(e))
+                    }
+                };
+                sender.ready().await.map_err(unanswered)?;
+                let answer = sender.send_request(req).await.map_err(unanswered)?;
                 let (parts, body) = answer.into_parts();
-                let body = body.collect().await.map_err(io_failure)?.to_bytes();
+                let body = body
+                    .collect()
+                    .await
+                    .map_err(|e| Exchange::Failed(io_failure(e)))?
+                    .to_bytes();
                 Ok(Answer {
                     status: parts.status,
                     headers: parts.headers,
@@ -157,6 +185,51 @@ impl Connection {
     }
 }
 
+/// How one exchange on one connection ended, when it got no answer.
+enum Exchange {
+    /// A reused connection closed before any byte of an answer: worth one fresh try.
+    ClosedUnanswered(Failure),
+    Failed(Failure),
+}
+
+impl Exchange {
+    fn into_failure(self) -> Failure {
+        match self {
+            Exchange::ClosedUnanswered(f) | Exchange::Failed(f) => f,
+        }
+    }
+}
+
+/// Did the connection close (EOF, reset, broken pipe) before an answer began?
+fn closed_unanswered(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            );
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// The same request again (its body is shared bytes, so this copies no payload).
+fn duplicate(req: &Request<Full<Bytes>>) -> Request<Full<Bytes>> {
+    let mut copy = Request::new(req.body().clone());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    copy
+}
+
 async fn connect(addr: SocketAddr) -> Result<(http1::SendRequest<Full<Bytes>>, Driver), Failure> {
     let stream = TcpStream::connect(addr).await.map_err(|e| Failure {
         kind: FailureKind::Connect,
@@ -176,5 +249,97 @@ fn io_failure(e: hyper::Error) -> Failure {
     Failure {
         kind: FailureKind::Io,
         detail: crate::report::error_chain(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+    /// A server whose first connection answers one request, then reads the next one and closes
+    /// without a word (the keep-alive race); later connections answer every request.
+    async fn racing_server() -> (SocketAddr, tokio::task::JoinHandle<usize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            let mut connections = 0;
+            while connections < 2 {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    break;
+                };
+                connections += 1;
+                let mut buf = [0u8; 4096];
+                let mut answered = 0;
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || (connections == 1 && answered == 1) {
+                        break;
+                    }
+                    if s.write_all(OK).await.is_err() {
+                        break;
+                    }
+                    answered += 1;
+                }
+            }
+            connections
+        });
+        (addr, task)
+    }
+
+    async fn target(addr: SocketAddr) -> Arc<Target> {
+        let url = super::super::target::parse_url(&format!("http://{addr}/")).expect("url");
+        Arc::new(super::super::target::resolve(url).await.expect("target"))
+    }
+
+    #[tokio::test]
+    async fn a_reused_connection_closed_unanswered_is_tried_once_afresh() {
+        let (addr, server) = racing_server().await;
+        let target = target(addr).await;
+        let mut conn = Connection::new(target.clone());
+        let timeout = Duration::from_secs(5);
+        for _ in 0..3 {
+            let post = request(
+                &target,
+                Method::POST,
+                "/api/login",
+                Some(Bytes::from("{}")),
+                None,
+            );
+            let answer = conn.send(post, timeout).await.expect("answered");
+            assert_eq!(answer.status, StatusCode::OK);
+        }
+        drop(conn);
+        assert_eq!(server.await.expect("server"), 2, "one fresh connection");
+    }
+
+    #[tokio::test]
+    async fn a_fresh_connection_closed_unanswered_is_a_failure() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let mut accepted = 0;
+            // Reads the request, then closes: every connection, so a retry would fail too,
+            // but the server counts how many connections came.
+            while let Ok(Ok((mut s, _))) =
+                tokio::time::timeout(Duration::from_millis(500), listener.accept()).await
+            {
+                accepted += 1;
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+            }
+            accepted
+        });
+        let target = target(addr).await;
+        let mut conn = Connection::new(target.clone());
+        let get = request(&target, Method::GET, "/", None, None);
+        let failure = conn
+            .send(get, Duration::from_secs(5))
+            .await
+            .expect_err("no answer");
+        assert_eq!(failure.kind, FailureKind::Io, "{failure:?}");
+        assert_eq!(server.await.expect("server"), 1, "no second connection");
     }
 }
