@@ -11,6 +11,8 @@
 //! - `PUT /v1/spec`: the board's desired state ([`crate::roles::store`] decides; the body is
 //!   parsed here by hand so a malformed one gets a 400 naming the JSON error). `GET
 //!   /v1/spec`: the spec held, `null` before the first (500 when the stored one is unusable).
+//! - `GET /v1/db`: the database's replication state ([`crate::roles::replication`]); 404
+//!   without a database role, 503 when it does not answer.
 //! - `GET /v1/samples/stream`: NDJSON samples ([`crate::stream`]).
 //! - `GET /metrics`: Prometheus text of the latest sample ([`lab_api::prometheus`]).
 
@@ -99,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .route(paths::SPEC, get(get_spec).put(put_spec))
         .route(paths::SAMPLES_STREAM, get(samples_stream))
         .route(paths::METRICS, get(metrics))
+        .route(paths::DB, get(db))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(require_protocol))
@@ -125,6 +128,20 @@ async fn get_spec(State(state): State<AppState>) -> Response {
         return error_response(StatusCode::INTERNAL_SERVER_ERROR, problem.to_string());
     }
     Json(state.roles.held().as_deref().cloned()).into_response()
+}
+
+async fn db(State(state): State<AppState>) -> Response {
+    match state.roles.db_replication(&state.board).await {
+        Some(Ok(replication)) => Json(replication).into_response(),
+        Some(Err(err)) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("database not answering: {err:#}"),
+        ),
+        None => error_response(
+            StatusCode::NOT_FOUND,
+            "this board runs no database role".to_string(),
+        ),
+    }
 }
 
 async fn samples_stream(State(state): State<AppState>) -> Response {

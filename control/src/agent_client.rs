@@ -125,6 +125,15 @@ impl AgentClient {
         self.get_json(host, port, lab_api::paths::SPEC).await
     }
 
+    /// `GET /v1/db` on the default agent port: the board's database replication state.
+    pub async fn db_replication(
+        &self,
+        host: &str,
+    ) -> Result<lab_api::spec::DbReplication, AgentClientError> {
+        self.get_json(host, lab_api::DEFAULT_AGENT_PORT, lab_api::paths::DB)
+            .await
+    }
+
     /// `PUT /v1/spec`: hand the agent its desired state. A refusal (older epoch, another
     /// board's spec, an unusable spec) is [`AgentClientError::Status`] with the agent's words.
     pub async fn put_spec(

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::http::request;
-use common::{describe, wait_for, TestCluster};
+use common::{describe, sql, wait_for, TestCluster};
 
 /// How long a dead or returning board may take to be acted on: the heartbeat lease (3 s),
 /// the lease check, the spec round trip and NGINX's reload, with room for a busy machine.
@@ -187,6 +187,200 @@ fn dead_app_and_cache_leave_their_peers_and_come_back() {
         }
     });
     // Everything converged: an apply has nothing to send.
+    let apply = cluster.lab_ok(&["apply"]);
+    assert!(apply.contains("nothing to change"), "{apply}");
+}
+
+/// The primary's plug pulled while a writer posts through the LB: the most advanced replica
+/// is promoted by `lab serve` alone, the apps and the other replica follow it, every write
+/// that was acknowledged (201) is on the new primary and on the replica (semi-sync), and the
+/// old primary, powered on again, rejoins as a read-only replica with the same data.
+#[test]
+fn a_dead_primary_is_replaced_and_rejoins_as_a_replica() {
+    let cluster = TestCluster::with_board_lines(
+        "p",
+        &[
+            ("lb-1", "native", "roles = [\"lb\"]\n"),
+            ("app-1", "native", "roles = [\"app\"]\n"),
+            ("db-1", "native", "roles = [\"db\"]\n"),
+            ("db-2", "native", "roles = [\"db\"]\n"),
+            ("db-3", "native", "roles = [\"db\"]\n"),
+        ],
+    );
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&cluster.inventory)
+            .expect("inventory");
+        writeln!(f, "\n[db]\nprimary = \"db-1\"\nsemi_sync = true").expect("append [db]");
+    }
+    let addr = |name: &str| cluster.addr(name);
+    cluster.lab_ok(&["up"]);
+    let lb = format!("{}:80", addr("lb-1"));
+    let post = |path: &str, headers: &[(&str, &str)], body: &str| {
+        request(&lb, "POST", path, headers, Some(body))
+    };
+    let user = r#"{"name":"writer","password":"correct horse"}"#;
+    let a = post("/api/signup", &[], user).expect("signup");
+    assert_eq!(a.status, 201, "{a:?}");
+    let a = post("/api/login", &[], user).expect("login");
+    assert_eq!(a.status, 200, "{a:?}");
+    let bearer = format!("Bearer {}", a.json()["token"].as_str().expect("token"));
+
+    // The write checker: one post at a time, each acknowledged id kept with who took it.
+    type Acked = Vec<(u64, String, std::time::Instant)>;
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Acked::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (lb, bearer) = (lb.clone(), bearer.clone());
+        let (acked, stop) = (acked.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut failed = 0u64;
+            let deadline = std::time::Instant::now() + Duration::from_secs(150);
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && std::time::Instant::now() < deadline
+            {
+                n += 1;
+                let body = format!(r#"{{"body":"write {n}"}}"#);
+                let auth = [("Authorization", bearer.as_str())];
+                match request(&lb, "POST", "/api/posts", &auth, Some(&body)) {
+                    Ok(a) if a.status == 201 => {
+                        let id = a.json()["id"].as_u64().expect("post id");
+                        let db = a.header("x-db").unwrap_or("?").to_string();
+                        if let Ok(mut acked) = acked.lock() {
+                            acked.push((id, db, std::time::Instant::now()));
+                        }
+                    }
+                    _ => {
+                        failed += 1;
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            }
+            failed
+        })
+    };
+    let acked_by = |db: &str, min: usize, within: Duration| {
+        wait_for(
+            &format!("{min} writes acknowledged by {db}"),
+            within,
+            || {
+                let n = acked
+                    .lock()
+                    .map_err(|e| e.to_string())?
+                    .iter()
+                    .filter(|(_, by, _)| by == db)
+                    .count();
+                if n >= min {
+                    Ok(())
+                } else {
+                    Err(format!("{n} so far"))
+                }
+            },
+        )
+    };
+    acked_by("primary db-1", 20, Duration::from_secs(30));
+
+    let killed = std::time::Instant::now();
+    cluster.lab_ok(&["kill", "db-1"]);
+    let primary = wait_for("a new primary", Duration::from_secs(40), || {
+        let text = std::fs::read_to_string(cluster.state_dir().join("topology.json"))
+            .map_err(|e| e.to_string())?;
+        let t: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        match t["primary"].as_str() {
+            Some(p) if p != "db-1" => Ok(p.to_string()),
+            other => Err(format!("primary {other:?}")),
+        }
+    });
+    println!("{primary} chosen {:?} after the kill", killed.elapsed());
+    let replica = if primary == "db-2" { "db-3" } else { "db-2" };
+    // Writes resume on the new primary.
+    acked_by(&format!("primary {primary}"), 20, Duration::from_secs(60));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let failed = writer.join().expect("writer thread");
+    let acked = acked.lock().expect("acked").clone();
+    let first_new = acked
+        .iter()
+        .filter(|(_, db, _)| db == &format!("primary {primary}"))
+        .map(|(_, _, t)| *t)
+        .min()
+        .expect("writes acknowledged by the new primary");
+    println!(
+        "writes: {} acknowledged, {failed} failed; first write acknowledged by {primary} \
+         {:?} after the kill",
+        acked.len(),
+        first_new.duration_since(killed)
+    );
+    let want: BTreeSet<u64> = acked.iter().map(|(id, _, _)| *id).collect();
+    let holds_all = |board: &str| -> Result<(), String> {
+        let out = sql(&cluster, &addr(board), "SELECT id FROM labapp.posts")?;
+        let have: BTreeSet<u64> = out.lines().filter_map(|l| l.parse().ok()).collect();
+        let missing: Vec<&u64> = want.difference(&have).collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} acknowledged writes missing: {missing:?}",
+                missing.len()
+            ))
+        }
+    };
+    holds_all(&primary).unwrap_or_else(|e| panic!("new primary {primary}: {e}"));
+    wait_for(
+        "the other replica holding every write",
+        Duration::from_secs(30),
+        || holds_all(replica),
+    );
+    let events = std::fs::read_to_string(cluster.state_dir().join("events.jsonl"))
+        .expect("lab serve keeps events.jsonl");
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains(&format!("promoting {primary} at epoch"))),
+        "{events}"
+    );
+
+    // The old primary powered on: a read-only replica of the new one, with every write.
+    cluster.lab_ok(&["restart", "db-1"]);
+    wait_for("db-1 rejoining read-only", Duration::from_secs(90), || {
+        let ro = sql(&cluster, &addr("db-1"), "SELECT @@read_only")?;
+        if ro != "1" {
+            let events = std::fs::read_to_string(cluster.state_dir().join("events.jsonl"))
+                .unwrap_or_default();
+            if let Some(flag) = events.lines().find(|l| l.contains("kept out")) {
+                let state = |b: &str| sql(&cluster, &addr(b), "SELECT @@gtid_binlog_state");
+                let log = cluster.ssh(
+                    &addr("db-1"),
+                    "grep -i -E 'truncat|recover|semi|rollback' /var/log/lab/mariadb.log | tail -20",
+                );
+                panic!(
+                    "{flag}\ngtid_binlog_state: db-1 {:?}, db-2 {:?}, db-3 {:?}\ndb-1 log:\n{}",
+                    state("db-1"),
+                    state("db-2"),
+                    state("db-3"),
+                    String::from_utf8_lossy(&log.stdout)
+                );
+            }
+            let recent: Vec<&str> = events.lines().rev().take(6).collect();
+            return Err(format!("read_only={ro}; latest events: {recent:#?}"));
+        }
+        holds_all("db-1")
+    });
+    let count = |board: &str| sql(&cluster, &addr(board), "SELECT COUNT(*) FROM labapp.posts");
+    wait_for(
+        "db-1 holding what the primary holds",
+        Duration::from_secs(30),
+        || {
+            let (a, b) = (count("db-1")?, count(&primary)?);
+            if a == b {
+                Ok(())
+            } else {
+                Err(format!("db-1 {a}, {primary} {b}"))
+            }
+        },
+    );
     let apply = cluster.lab_ok(&["apply"]);
     assert!(apply.contains("nothing to change"), "{apply}");
 }

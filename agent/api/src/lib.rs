@@ -59,6 +59,9 @@ pub mod paths {
     /// `GET`: this board's metrics in Prometheus text format (no protocol header needed;
     /// still mTLS).
     pub const METRICS: &str = "/metrics";
+    /// `GET`: [`crate::spec::DbReplication`], the board's database as the failover manager
+    /// needs it (404 when the board runs no database role).
+    pub const DB: &str = "/v1/db";
 }
 
 /// Fixed locations on every board. The virtual cluster bind-mounts a private directory over

@@ -401,6 +401,29 @@ pub struct DbPeer {
     pub port: u16,
 }
 
+/// A database board's replication state, read live (`GET /v1/db`): what the failover manager
+/// confirms a dead primary with and picks the replica to promote by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbReplication {
+    pub board: String,
+    /// `read_only` as the server has it now.
+    pub read_only: bool,
+    /// `@@gtid_current_pos`: everything this server holds (e.g. `0-1-42`).
+    pub gtid_current_pos: String,
+    /// `@@gtid_binlog_state`: the last GTID per domain and server id in its binlog.
+    pub gtid_binlog_state: String,
+    /// A replica: its IO thread runs and is connected (`Slave_IO_Running = Yes`).
+    pub io_running: bool,
+    /// A replica: `Gtid_IO_Pos`, what it has read from its primary.
+    #[serde(default)]
+    pub gtid_io_pos: String,
+    /// A replica: its SQL thread has applied everything it read (nothing left in the relay log).
+    pub relay_applied: bool,
+    /// A replica: whether a TCP connection to its primary (from its spec) opened within a
+    /// second, just now. None on a primary.
+    pub primary_reachable: Option<bool>,
+}
+
 /// Answer to `PUT /v1/spec`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpecAccepted {

@@ -39,6 +39,10 @@ const CATCH_UP_EVERY: Duration = Duration::from_millis(200);
 
 pub const STOP_DEADLINE: Duration = Duration::from_secs(60);
 
+/// How long a semi-synchronous primary waits for a replica's ack before it falls back to
+/// asynchronous replication (longer than a failover takes).
+pub const SEMI_SYNC_TIMEOUT_MS: u64 = 15_000;
+
 /// Base name of the binary logs, the same on every board (not the hostname).
 pub const LOG_BASENAME: &str = "lab-db";
 
@@ -54,6 +58,8 @@ pub struct DbPaths {
     pub initialised: PathBuf,
     /// Fingerprint of the replication source last set with `CHANGE MASTER`.
     pub source: PathBuf,
+    /// Fingerprint of the primary setup last run here (see [`Db::setup`]).
+    pub setup: PathBuf,
 }
 
 impl DbPaths {
@@ -66,6 +72,7 @@ impl DbPaths {
             pid: dir.join("mysqld.pid"),
             initialised: dir.join("initialised"),
             source: dir.join("replication-source"),
+            setup: dir.join("primary-setup"),
             dir,
         }
     }
@@ -94,7 +101,8 @@ pub fn render_config(db: &DbConfig, replica: bool, paths: &DbPaths, user: &str) 
          skip_slave_start = ON\n\
          skip_name_resolve = ON\n\
          innodb_buffer_pool_size = {pool}M\n\
-         read_only = {ro}\n",
+         read_only = {ro}\n\
+         slave_net_timeout = 5\n",
         data = paths.data.display(),
         socket = paths.socket.display(),
         pid = paths.pid.display(),
@@ -106,7 +114,19 @@ pub fn render_config(db: &DbConfig, replica: bool, paths: &DbPaths, user: &str) 
         ro = on(replica),
     );
     if db.semi_sync {
-        out.push_str("rpl_semi_sync_master_enabled = ON\nrpl_semi_sync_slave_enabled = ON\n");
+        // AFTER_SYNC: a write is acknowledged to the app only once a replica has it (with
+        // MariaDB's default AFTER_COMMIT, a crash can lose acknowledged writes). The timeout
+        // after which the primary falls back to asynchronous replication outlasts a failover.
+        // `init_rpl_role = SLAVE` makes crash recovery drop a write that was in the binlog
+        // but waiting for its ack when the board died (never acknowledged to anyone): left
+        // in, a primary that comes back after a failover would hold a write its successor
+        // lacks and could not rejoin. (MariaDB truncates only with this role set.)
+        out.push_str(&format!(
+            "rpl_semi_sync_master_enabled = ON\nrpl_semi_sync_slave_enabled = ON\n\
+             rpl_semi_sync_master_wait_point = AFTER_SYNC\n\
+             rpl_semi_sync_master_timeout = {SEMI_SYNC_TIMEOUT_MS}\n\
+             init_rpl_role = SLAVE\n"
+        ));
     }
     out
 }
@@ -273,8 +293,25 @@ impl Db {
             self.run(&["STOP SLAVE".into(), "RESET SLAVE ALL".into()])
                 .await?;
         }
+        // The setup is binlogged. Run again unchanged at every start, it would give a
+        // primary that comes back after a failover transactions its successor lacks (errant
+        // GTIDs), and it could not rejoin as a replica; so it runs only when it changed.
         let statements = sql::primary_setup(&self.config).map_err(|e| anyhow!(e))?;
-        self.run(&statements).await?;
+        let fingerprint = fingerprint(&statements.join("\n"));
+        let stored = tokio::fs::read_to_string(&self.paths.setup)
+            .await
+            .unwrap_or_default();
+        if stored.trim() == fingerprint {
+            self.run(&[sql::WRITABLE.to_string()]).await?;
+        } else {
+            self.run(&statements).await?;
+            crate::roles::store::write_atomically_off_runtime(
+                self.paths.setup.clone(),
+                fingerprint.into_bytes(),
+            )
+            .await
+            .with_context(|| format!("writing {}", self.paths.setup.display()))?;
+        }
         Ok(format!(
             "primary, listening on {}:{}",
             self.config.bind, self.config.port
@@ -289,6 +326,13 @@ impl Db {
 
     async fn follow_primary(&mut self) -> anyhow::Result<String> {
         self.run(&["SET GLOBAL read_only = ON".into()]).await?;
+        // Promoted again later, it runs the primary setup afresh.
+        match tokio::fs::remove_file(&self.paths.setup).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", self.paths.setup.display()))
+            }
+            _ => {}
+        }
         let primary = self
             .config
             .primary
@@ -416,13 +460,17 @@ fn redact(statement: &str) -> String {
 /// must be set again), without keeping the password itself on disk.
 fn source_fingerprint(db: &DbConfig) -> String {
     let p = db.primary.as_ref();
-    let text = format!(
+    fingerprint(&format!(
         "{}\n{}\n{}\n{}",
         p.map_or("", |p| p.host.as_str()),
         p.map_or(0, |p| p.port),
         db.users.replication.user,
         db.users.replication.password
-    );
+    ))
+}
+
+/// SHA-256 of `text` in hex: what is kept on disk instead of text holding passwords.
+fn fingerprint(text: &str) -> String {
     ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
         .as_ref()
         .iter()
@@ -513,6 +561,8 @@ mod tests {
             "innodb_buffer_pool_size = 96M",
             "read_only = ON",
             "rpl_semi_sync_slave_enabled = ON",
+            "rpl_semi_sync_master_wait_point = AFTER_SYNC",
+            "init_rpl_role = SLAVE",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

@@ -12,6 +12,8 @@
 //! - [`nginx`], [`app`], [`memcached`], [`mariadb`]: what each engine needs (command line,
 //!   config, readiness, setup, reload in place); [`sql`]: the SQL text the database roles run, built and escaped in one place.
 //!
+//! - [`replication`]: `GET /v1/db`, the database's replication state read live.
+//!
 //! [`Roles::start`] loads the stored spec and starts the reconciler, so a rebooted board
 //! comes back with its roles without the control plane.
 
@@ -20,6 +22,7 @@ pub mod mariadb;
 pub mod memcached;
 pub mod nginx;
 pub mod reconciler;
+pub mod replication;
 pub mod sql;
 pub mod store;
 pub mod supervisor;
@@ -104,6 +107,21 @@ impl Roles {
     /// Where the database role keeps its socket (the collector reads it there).
     pub fn db_paths(&self) -> mariadb::DbPaths {
         mariadb::DbPaths::new(&self.dirs.state_dir)
+    }
+
+    /// The database's replication state, read now; `None` when the held spec has no
+    /// database role.
+    pub async fn db_replication(
+        &self,
+        board: &str,
+    ) -> Option<anyhow::Result<lab_api::spec::DbReplication>> {
+        let spec = self.held()?;
+        let (db, replica) = spec.roles.iter().find_map(|r| match r {
+            lab_api::spec::RoleConfig::DbMaster(d) => Some((d.clone(), false)),
+            lab_api::spec::RoleConfig::DbReplica(d) => Some((d.clone(), true)),
+            _ => None,
+        })?;
+        Some(replication::read(board, &self.db_paths(), &db, replica).await)
     }
 
     /// Health's `spec_epoch` and `roles`: one status per role of the held spec, in spec order.

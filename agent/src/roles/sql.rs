@@ -58,12 +58,16 @@ pub fn monitor_grant(db: &DbConfig) -> Result<String, String> {
 /// has replicated the whole setup).
 pub const APP_TABLES: u64 = 2;
 
-/// What a primary runs at every start (idempotent; replicated to the replicas through the
-/// binlog): writable, the users with their grants, the app's schema and tables.
+/// Makes a server writable (not binlogged).
+pub const WRITABLE: &str = "SET GLOBAL read_only = OFF";
+
+/// What a primary runs when it starts with a setup it has not run yet (idempotent;
+/// replicated to the replicas through the binlog): writable, the users with their grants,
+/// the app's schema and tables.
 pub fn primary_setup(db: &DbConfig) -> Result<Vec<String>, String> {
     let hosts = db.client_hosts.as_str();
     let u = &db.users;
-    let mut out = vec!["SET GLOBAL read_only = OFF".to_string()];
+    let mut out = vec![WRITABLE.to_string()];
     out.extend(user(&u.replication, hosts)?);
     out.push(format!(
         "GRANT REPLICATION SLAVE ON *.* TO {}@{}",
@@ -97,8 +101,11 @@ pub fn primary_setup(db: &DbConfig) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// Points a replica at its primary: stop, `CHANGE MASTER TO` (GTID, retry every second),
-/// start. Nothing of it is written to the replica's binlog.
+/// Points a replica at its primary: stop, `CHANGE MASTER TO` (GTID, retry every second, a
+/// heartbeat every second so a silent primary is noticed), start. Nothing of it is written to
+/// the replica's binlog. `current_pos`, not `slave_pos`: a former primary rejoining as a
+/// replica starts from its own last write (its binlog), not from an empty replication
+/// position; writes the new primary lacks then stop it with an error instead of forking.
 pub fn change_master(db: &DbConfig) -> Result<Vec<String>, String> {
     let primary = db.primary.as_ref().ok_or("a replica without a primary")?;
     let repl = &db.users.replication;
@@ -106,7 +113,8 @@ pub fn change_master(db: &DbConfig) -> Result<Vec<String>, String> {
         "STOP SLAVE".to_string(),
         format!(
             "CHANGE MASTER TO MASTER_HOST={}, MASTER_PORT={}, MASTER_USER={}, \
-             MASTER_PASSWORD={}, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
+             MASTER_PASSWORD={}, MASTER_USE_GTID=current_pos, MASTER_CONNECT_RETRY=1, \
+             MASTER_HEARTBEAT_PERIOD=1",
             literal(&primary.host),
             primary.port,
             literal(name(&repl.user)?),
@@ -233,8 +241,8 @@ mod tests {
         assert_eq!(
             sql[1],
             "CHANGE MASTER TO MASTER_HOST='10.77.0.41', MASTER_PORT=3306, \
-             MASTER_USER='lab_repl', MASTER_PASSWORD='r3pl', MASTER_USE_GTID=slave_pos, \
-             MASTER_CONNECT_RETRY=1"
+             MASTER_USER='lab_repl', MASTER_PASSWORD='r3pl', MASTER_USE_GTID=current_pos, \
+             MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1"
         );
         let mut bad = db();
         bad.users.replication.user = "x' OR 1".into();

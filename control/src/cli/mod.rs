@@ -4,6 +4,7 @@
 mod board;
 mod bootstrap;
 mod down;
+mod events;
 mod forget;
 mod load;
 mod metrics;
@@ -83,6 +84,9 @@ pub enum Command {
     /// live figures each second, then achieved rate vs asked, latency percentiles, errors by
     /// kind, who served, cache hits; a per-second timeline as CSV and JSON.
     Load(load::LoadArgs),
+    /// The cluster's event log: boards down and back, and what the failover manager
+    /// decided and did, with timings (`--follow` to watch it live, `--json` for tools).
+    Events(events::EventsArgs),
     /// Metrics kept by the running control plane (`lab metrics export` writes CSV).
     Metrics(metrics::MetricsArgs),
     /// Live terminal view of the cluster from the running control plane: every board's
@@ -130,6 +134,7 @@ pub fn main() -> ExitCode {
             Command::Heal(a) => board::run(board::Verb::Heal, a).await,
             Command::Serve(a) => serve::run(a).await,
             Command::Load(a) => load::run(a).await,
+            Command::Events(a) => events::run(a).await,
             Command::Metrics(a) => metrics::run(a).await,
             Command::Top(a) => top::run(a).await,
             Command::ForgetHostKey(a) => forget::run(a).await,

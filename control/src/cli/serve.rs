@@ -152,12 +152,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     println!("  Prometheus: http://{addr}/metrics");
 
     ingest::spawn(store.clone(), client, targets, &tracker, shutdown.clone());
-    let manager = crate::failover::FailoverManager {
-        store: store.clone(),
-        client: ctx.client(Duration::from_secs(3))?,
-        agents: Arc::new(ctx),
-        started: std::time::Instant::now(),
-    };
+    let failover_client = ctx.client(Duration::from_secs(3))?;
+    let manager = crate::failover::FailoverManager::new(
+        store.clone(),
+        Arc::new(ctx),
+        failover_client,
+        std::time::Instant::now(),
+    );
     tracker.spawn(manager.run(shutdown.clone()));
     tracker.spawn(print_events(store.clone(), shutdown.clone()));
     tracker.spawn(on_signal(shutdown.clone()));
