@@ -236,7 +236,7 @@ fn a_dead_primary_is_replaced_and_rejoins_as_a_replica() {
         let (lb, bearer) = (lb.clone(), bearer.clone());
         let (acked, stop) = (acked.clone(), stop.clone());
         std::thread::spawn(move || {
-            let mut failed = 0u64;
+            let mut failed: std::collections::BTreeMap<String, u64> = Default::default();
             let deadline = std::time::Instant::now() + Duration::from_secs(150);
             let mut n = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed)
@@ -253,8 +253,14 @@ fn a_dead_primary_is_replaced_and_rejoins_as_a_replica() {
                             acked.push((id, db, std::time::Instant::now()));
                         }
                     }
-                    _ => {
-                        failed += 1;
+                    other => {
+                        let kind = match other {
+                            Ok(a) => {
+                                format!("{} {}", a.status, a.header("x-served-by").unwrap_or(""))
+                            }
+                            Err(e) => e.to_string(),
+                        };
+                        *failed.entry(kind).or_default() += 1;
                         std::thread::sleep(Duration::from_millis(50));
                     }
                 }
@@ -284,6 +290,9 @@ fn a_dead_primary_is_replaced_and_rejoins_as_a_replica() {
     acked_by("primary db-1", 20, Duration::from_secs(30));
 
     let killed = std::time::Instant::now();
+    let killed_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     cluster.lab_ok(&["kill", "db-1"]);
     let primary = wait_for("a new primary", Duration::from_secs(40), || {
         let text = std::fs::read_to_string(cluster.state_dir().join("topology.json"))
@@ -308,9 +317,10 @@ fn a_dead_primary_is_replaced_and_rejoins_as_a_replica() {
         .min()
         .expect("writes acknowledged by the new primary");
     println!(
-        "writes: {} acknowledged, {failed} failed; first write acknowledged by {primary} \
+        "writes: {} acknowledged, {} failed {failed:?}; first write acknowledged by {primary} \
          {:?} after the kill",
         acked.len(),
+        failed.values().sum::<u64>(),
         first_new.duration_since(killed)
     );
     let want: BTreeSet<u64> = acked.iter().map(|(id, _, _)| *id).collect();
@@ -341,8 +351,24 @@ fn a_dead_primary_is_replaced_and_rejoins_as_a_replica() {
             .any(|l| l.contains(&format!("promoting {primary} at epoch"))),
         "{events}"
     );
+    // The timeline, for people reading the output.
+    for line in events.lines() {
+        let Ok(e) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let at = e["ts_ms"].as_i64().unwrap_or(0) - killed_ms;
+        if at >= 0 {
+            println!(
+                "  +{:>5} ms {}: {}",
+                at,
+                e["board"].as_str().unwrap_or("?"),
+                e["message"].as_str().unwrap_or("")
+            );
+        }
+    }
 
     // The old primary powered on: a read-only replica of the new one, with every write.
+    let restarted = std::time::Instant::now();
     cluster.lab_ok(&["restart", "db-1"]);
     wait_for("db-1 rejoining read-only", Duration::from_secs(90), || {
         let ro = sql(&cluster, &addr("db-1"), "SELECT @@read_only")?;
@@ -368,6 +394,10 @@ fn a_dead_primary_is_replaced_and_rejoins_as_a_replica() {
         }
         holds_all("db-1")
     });
+    println!(
+        "db-1 read-only with every write {:?} after its restart",
+        restarted.elapsed()
+    );
     let count = |board: &str| sql(&cluster, &addr(board), "SELECT COUNT(*) FROM labapp.posts");
     wait_for(
         "db-1 holding what the primary holds",

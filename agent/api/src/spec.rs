@@ -304,11 +304,17 @@ pub struct CachePeer {
 }
 
 /// Whether the engine running `old` can take `new` without a restart: a replica whose only
-/// change is its primary (repointed), NGINX on the same address (graceful reload), the app
-/// on the same address (re-reads its config). The agent's reconciler and `lab plan` both
-/// decide by this.
+/// change is its primary (repointed), a replica promoted to primary with nothing else
+/// changed (it stops replicating and turns writable: the fast half of a failover), NGINX on
+/// the same address (graceful reload), the app on the same address (re-reads its config).
+/// The agent's reconciler and `lab plan` both decide by this.
 pub fn applies_in_place(old: &RoleConfig, new: &RoleConfig) -> bool {
     match (old, new) {
+        (RoleConfig::DbReplica(a), RoleConfig::DbMaster(b)) => {
+            let mut a = a.clone();
+            a.primary = None;
+            a == *b
+        }
         (RoleConfig::DbReplica(a), RoleConfig::DbReplica(b)) => {
             let mut a = a.clone();
             a.primary.clone_from(&b.primary);

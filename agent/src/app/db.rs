@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use lab_api::spec::{AppDb, DbPeer};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use tokio_util::sync::CancellationToken;
 
 use super::stats::Stats;
 
@@ -123,6 +124,9 @@ struct Replica {
 /// The database side of one config.
 pub struct Db {
     primary: Option<Peer>,
+    /// Cancelled when a reload names another primary: what still waits on this one (a
+    /// dead board answers nothing) fails at once, so the client can retry on the new one.
+    primary_replaced: CancellationToken,
     replicas: Vec<Replica>,
     next: AtomicUsize,
     origin: Instant,
@@ -139,6 +143,7 @@ impl Db {
     pub fn new(config: &AppDb, stats: Arc<Stats>) -> Db {
         Db {
             primary: config.primary.as_ref().map(|p| Peer::new(p, config)),
+            primary_replaced: CancellationToken::new(),
             replicas: config
                 .replicas
                 .iter()
@@ -150,6 +155,30 @@ impl Db {
             next: AtomicUsize::new(0),
             origin: Instant::now(),
             stats,
+        }
+    }
+
+    /// The primary's board, if there is one.
+    pub fn primary_board(&self) -> Option<&str> {
+        self.primary.as_ref().map(|p| p.board.as_str())
+    }
+
+    /// A reload named another primary: every operation still waiting on this one fails now
+    /// ([`DbError::Unavailable`]) instead of at its budget's end.
+    pub fn primary_replaced(&self) {
+        self.primary_replaced.cancel();
+    }
+
+    /// `attempt` on the primary within [`PRIMARY_BUDGET`], cut short if it is replaced.
+    async fn on_primary<T>(
+        &self,
+        attempt: impl Future<Output = Result<T, mysql_async::Error>>,
+    ) -> Result<Result<T, mysql_async::Error>, DbError> {
+        tokio::select! {
+            _ = self.primary_replaced.cancelled() => Err(DbError::Unavailable),
+            done = tokio::time::timeout(PRIMARY_BUDGET, attempt) => {
+                done.map_err(|_| DbError::Unavailable)
+            }
         }
     }
 
@@ -254,16 +283,15 @@ impl Db {
             let mut conn = primary.pool.get_conn().await?;
             query(&mut conn).await
         };
-        match tokio::time::timeout(PRIMARY_BUDGET, attempt).await {
-            Ok(Ok(value)) => {
+        match self.on_primary(attempt).await? {
+            Ok(value) => {
                 self.stats.db_read(false);
                 Ok((value, Served::Primary(primary.board.clone())))
             }
-            Ok(Err(err)) => {
+            Err(err) => {
                 log::debug!("read on {}: {err}", primary.board);
                 Err(DbError::Unavailable)
             }
-            Err(_) => Err(DbError::Unavailable),
         }
     }
 
@@ -279,8 +307,8 @@ impl Db {
             let gtid: Option<String> = conn.query_first("SELECT @@last_gtid").await?;
             Ok::<_, mysql_async::Error>((value, gtid.filter(|g| !g.is_empty())))
         };
-        match tokio::time::timeout(PRIMARY_BUDGET, attempt).await {
-            Ok(Ok((value, gtid))) => {
+        match self.on_primary(attempt).await? {
+            Ok((value, gtid)) => {
                 self.stats.db_write();
                 Ok(Written {
                     value,
@@ -288,14 +316,11 @@ impl Db {
                     served: Served::Primary(primary.board.clone()),
                 })
             }
-            Ok(Err(mysql_async::Error::Server(e))) if e.code == ER_DUP_ENTRY => {
-                Err(DbError::Duplicate)
-            }
-            Ok(Err(err)) => {
+            Err(mysql_async::Error::Server(e)) if e.code == ER_DUP_ENTRY => Err(DbError::Duplicate),
+            Err(err) => {
                 log::debug!("write on {}: {err}", primary.board);
                 Err(DbError::Unavailable)
             }
-            Err(_) => Err(DbError::Unavailable),
         }
     }
 

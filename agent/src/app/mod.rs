@@ -125,5 +125,10 @@ fn reload(app: &Arc<App>, path: &Path) {
     let backends = Backends::new(config, &app.stats);
     log::info!("reloaded {}; {}", path.display(), backends.describe());
     let old = app.swap(backends);
+    if old.db.primary_board() != app.backends().db.primary_board() {
+        // The control plane moved the primary (a failover): requests still waiting on the
+        // old one fail now, and their clients can retry on the new one.
+        old.db.primary_replaced();
+    }
     tokio::spawn(App::retire(old));
 }

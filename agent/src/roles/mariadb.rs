@@ -39,6 +39,11 @@ const CATCH_UP_EVERY: Duration = Duration::from_millis(200);
 
 pub const STOP_DEADLINE: Duration = Duration::from_secs(60);
 
+/// How long a replica's IO thread waits on a silent primary (read or connect) before it
+/// gives up and reconnects: above the heartbeat period (1 s), so a replica's own status
+/// shows a dead primary within about 2 s.
+pub const SLAVE_NET_TIMEOUT_SECS: u32 = 2;
+
 /// How long a semi-synchronous primary waits for a replica's ack before it falls back to
 /// asynchronous replication (longer than a failover takes).
 pub const SEMI_SYNC_TIMEOUT_MS: u64 = 15_000;
@@ -102,7 +107,7 @@ pub fn render_config(db: &DbConfig, replica: bool, paths: &DbPaths, user: &str) 
          skip_name_resolve = ON\n\
          innodb_buffer_pool_size = {pool}M\n\
          read_only = {ro}\n\
-         slave_net_timeout = 5\n",
+         slave_net_timeout = {SLAVE_NET_TIMEOUT_SECS}\n",
         data = paths.data.display(),
         socket = paths.socket.display(),
         pid = paths.pid.display(),
@@ -121,10 +126,14 @@ pub fn render_config(db: &DbConfig, replica: bool, paths: &DbPaths, user: &str) 
         // but waiting for its ack when the board died (never acknowledged to anyone): left
         // in, a primary that comes back after a failover would hold a write its successor
         // lacks and could not rejoin. (MariaDB truncates only with this role set.)
+        // `STOP SLAVE` on a semi-sync replica first connects to its primary to end the dump
+        // there: after a pulled plug that connection hangs (5 s by default), on the
+        // failover's critical path (promotion, repoint), so it gets 1 s.
         out.push_str(&format!(
             "rpl_semi_sync_master_enabled = ON\nrpl_semi_sync_slave_enabled = ON\n\
              rpl_semi_sync_master_wait_point = AFTER_SYNC\n\
              rpl_semi_sync_master_timeout = {SEMI_SYNC_TIMEOUT_MS}\n\
+             rpl_semi_sync_slave_kill_conn_timeout = 1\n\
              init_rpl_role = SLAVE\n"
         ));
     }
@@ -316,6 +325,15 @@ impl Db {
             "primary, listening on {}:{}",
             self.config.bind, self.config.port
         ))
+    }
+
+    /// Promoted in place: the running replica stops replicating, forgets its primary and
+    /// turns writable (no restart: its buffer pool stays warm and clients reconnect at once).
+    /// The config file still says replica until the next start, which renders it anew.
+    pub async fn promote(&mut self, config: DbConfig) -> anyhow::Result<String> {
+        self.config = config;
+        self.replica = false;
+        self.setup().await
     }
 
     /// The spec changed only where the primary is: repoint without a restart.

@@ -8,6 +8,8 @@
 //! - a role whose config changed: restarted (stopped whole, started with the new config),
 //!   except where the engine can take it in place ([`applies_in_place`]): a replica
 //!   repointed, NGINX reloaded, the app re-reading its config;
+//! - a role the spec swaps for one the same engine can become in place (a replica promoted
+//!   to primary): the supervisor is kept and carries on under the new role;
 //! - a role the spec adds: a supervisor is started ([`super::supervisor`]).
 //!
 //! On shutdown every supervisor is cancelled and awaited, so no engine outlives the agent's
@@ -96,8 +98,27 @@ async fn converge(
                 stopping.extend(running.remove(&role));
             }
             None => {
-                log::info!("role {role}: no longer in the spec; stopping it");
-                stopping.extend(running.remove(&role));
+                // A role the spec replaces by one the same engine can become in place (a
+                // replica promoted): the supervisor carries on under the new role.
+                let becomes = wanted
+                    .iter()
+                    .find(|c| {
+                        !running.contains_key(&c.role()) && applies_in_place(&supervised.config, c)
+                    })
+                    .cloned();
+                match (becomes, running.remove(&role)) {
+                    (Some(new), Some(mut s)) => {
+                        log::info!("role {role}: becomes {} in place", new.role());
+                        s.config = new.clone();
+                        s.update.send_replace(new.clone());
+                        running.insert(new.role(), s);
+                    }
+                    (None, removed) => {
+                        log::info!("role {role}: no longer in the spec; stopping it");
+                        stopping.extend(removed);
+                    }
+                    (Some(_), None) => {}
+                }
             }
         }
     }
@@ -170,7 +191,25 @@ mod tests {
         };
         assert!(!applies_in_place(
             &replica("db-1", 64),
-            &RoleConfig::DbMaster(d)
+            &RoleConfig::DbMaster(d.clone())
+        ));
+        // Promoted: the same server, following nobody.
+        let primary = DbConfig { primary: None, ..d };
+        assert!(applies_in_place(
+            &replica("db-1", 64),
+            &RoleConfig::DbMaster(primary.clone())
+        ));
+        assert!(!applies_in_place(
+            &replica("db-1", 64),
+            &RoleConfig::DbMaster(DbConfig {
+                buffer_pool_mb: 128,
+                ..primary.clone()
+            })
+        ));
+        // The other way (an old primary returning as a replica) restarts.
+        assert!(!applies_in_place(
+            &RoleConfig::DbMaster(primary),
+            &replica("db-1", 64)
         ));
     }
 }

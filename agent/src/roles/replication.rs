@@ -15,8 +15,9 @@ use super::sql::ResultSet;
 
 /// How long the root connection and each query may take.
 const QUERY_WITHIN: Duration = Duration::from_secs(2);
-/// How long a TCP connection to the primary may take to open before it counts as unreachable.
-pub const REACH_WITHIN: Duration = Duration::from_secs(1);
+/// How long a TCP connection to the primary may take to open before it counts as unreachable
+/// (a cluster network answers in milliseconds; this wait is on the failover's critical path).
+pub const REACH_WITHIN: Duration = Duration::from_millis(500);
 
 /// Reads the state of the database described by `db` (`replica`: it plays db-replica).
 pub async fn read(

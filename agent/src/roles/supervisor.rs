@@ -9,7 +9,8 @@
 //! the task ends.
 //!
 //! While running, a changed config arriving on the task's watch channel is applied without a
-//! restart; the reconciler sends one only when that is possible (a replica's primary moved).
+//! restart; the reconciler sends one only when that is possible (a replica's primary moved,
+//! a replica promoted: then the task reports under the new role).
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -196,6 +197,7 @@ impl RoleEngine {
     async fn apply(&mut self, config: &RoleConfig, pid: i32) -> anyhow::Result<String> {
         match (self, config) {
             (RoleEngine::Db(d), RoleConfig::DbReplica(c)) => d.repoint(c.clone()).await,
+            (RoleEngine::Db(d), RoleConfig::DbMaster(c)) => d.promote(c.clone()).await,
             (RoleEngine::Lb(l), RoleConfig::Lb(c)) => l.reload(c.clone(), pid).await,
             (RoleEngine::App(a), RoleConfig::App(c)) => a.reload(c.clone(), pid).await,
             _ => anyhow::bail!("this change needs a restart"),
@@ -221,15 +223,20 @@ pub async fn supervise(
     statuses: StatusBoard,
     cancel: CancellationToken,
 ) {
-    let role = config.borrow().role();
+    let mut role = config.borrow().role();
     let log = log_path(role, &dirs);
     let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     let mut restarts = 0u32;
     let mut last_failure: Option<(String, Vec<String>)> = None;
     loop {
         let current = config.borrow_and_update().clone();
+        // The role can change under a running engine (a replica promoted in place).
+        if current.role() != role {
+            statuses.remove(role);
+            role = current.role();
+        }
         let mut engine = RoleEngine::new(&current, &dirs);
-        let status = |state, message: Option<String>, log_tail: Vec<String>| RoleStatus {
+        let status = |role, state, message: Option<String>, log_tail: Vec<String>| RoleStatus {
             role,
             state,
             message,
@@ -242,7 +249,7 @@ pub async fn supervise(
             Some((why, tail)) => (format!("restarting after: {why}"), tail.clone()),
             None => ("starting".to_string(), Vec::new()),
         };
-        statuses.set(status(RoleState::Starting, Some(message), tail));
+        statuses.set(status(role, RoleState::Starting, Some(message), tail));
         let begun = Instant::now();
         let mut process = None;
         let ended = run(
@@ -251,10 +258,13 @@ pub async fn supervise(
             &mut config,
             &cancel,
             current.fingerprint(),
-            &|message, fingerprint| {
+            &|now: Role, message, fingerprint| {
+                if now != role {
+                    statuses.remove(role);
+                }
                 statuses.set(RoleStatus {
                     config: Some(fingerprint),
-                    ..status(RoleState::Running, Some(message), Vec::new())
+                    ..status(now, RoleState::Running, Some(message), Vec::new())
                 });
             },
         )
@@ -280,7 +290,17 @@ pub async fn supervise(
                 )
             }
         );
-        statuses.set(status(RoleState::Failed, Some(why.clone()), tail.clone()));
+        let failed_as = config.borrow().role();
+        if failed_as != role {
+            statuses.remove(role);
+            role = failed_as;
+        }
+        statuses.set(status(
+            role,
+            RoleState::Failed,
+            Some(why.clone()),
+            tail.clone(),
+        ));
         last_failure = Some((why, tail));
         let delay = backoff.delay_after(begun.elapsed(), HEALTHY_AFTER);
         tokio::select! {
@@ -298,7 +318,7 @@ async fn run(
     config: &mut watch::Receiver<RoleConfig>,
     cancel: &CancellationToken,
     mut fingerprint: String,
-    running: &(dyn Fn(String, String) + Sync),
+    running: &(dyn Fn(Role, String, String) + Sync),
 ) -> Ended {
     let name = engine.name();
     if let Some(dir) = engine.log().parent() {
@@ -349,7 +369,8 @@ async fn run(
         },
     };
     log::info!("{name} (pid {}) running: {message}", proc.pid());
-    running(message, fingerprint.clone());
+    let mut role = config.borrow().role();
+    running(role, message, fingerprint.clone());
     let mut refresh = tokio::time::interval(REFRESH);
     refresh.tick().await;
     loop {
@@ -370,7 +391,8 @@ async fn run(
                     Ok(Ok(message)) => {
                         log::info!("{name}: applied the new config without a restart: {message}");
                         fingerprint = new.fingerprint();
-                        running(message, fingerprint.clone());
+                        role = new.role();
+                        running(role, message, fingerprint.clone());
                     }
                     Ok(Err(err)) => return Ended::Failed(format!("applying the new config: {err:#}")),
                     Err(_) => {
@@ -387,7 +409,7 @@ async fn run(
                     refreshed = engine.refresh() => refreshed,
                 };
                 if let Some(message) = refreshed {
-                    running(message, fingerprint.clone());
+                    running(role, message, fingerprint.clone());
                 }
             }
         }

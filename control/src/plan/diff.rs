@@ -21,6 +21,8 @@ pub enum Change {
     /// The engine takes the new configuration without a restart (NGINX reload, the app
     /// re-reading its config).
     Reload { role: Role, fields: Vec<String> },
+    /// The running engine takes another role without a restart (a replica promoted).
+    Become { from: Role, to: Role },
     /// Only the topology epoch moves.
     Epoch { from: u64, to: u64 },
 }
@@ -34,6 +36,7 @@ impl Change {
                 format!("rewrite {role} config ({}), restart", fields.join(", "))
             }
             Change::Repoint { from, to } => format!("repoint db-replica: {from} -> {to}"),
+            Change::Become { from, to } => format!("{from} becomes {to} in place, no restart"),
             Change::Reload { role, fields } => {
                 format!("reload {role} ({}), no restart", fields.join(", "))
             }
@@ -137,12 +140,31 @@ pub fn diff(want: &BoardSpec, held: Option<&BoardSpec>) -> Vec<Change> {
     let first = held.is_none();
     let held = held.unwrap_or(&empty);
     let mut out = Vec::new();
+    let mut became = Vec::new();
     for old in &held.roles {
-        if !want.roles.iter().any(|w| w.role() == old.role()) {
-            out.push(Change::Stop { role: old.role() });
+        if want.roles.iter().any(|w| w.role() == old.role()) {
+            continue;
+        }
+        // As the agent's reconciler decides: a role swapped for one its engine can become.
+        let becomes = want.roles.iter().find(|w| {
+            !held.roles.iter().any(|h| h.role() == w.role())
+                && lab_api::spec::applies_in_place(old, w)
+        });
+        match becomes {
+            Some(new) => {
+                became.push(new.role());
+                out.push(Change::Become {
+                    from: old.role(),
+                    to: new.role(),
+                });
+            }
+            None => out.push(Change::Stop { role: old.role() }),
         }
     }
     for new in &want.roles {
+        if became.contains(&new.role()) {
+            continue;
+        }
         match held.roles.iter().find(|h| h.role() == new.role()) {
             None => out.push(Change::Start {
                 role: new.role(),
@@ -303,6 +325,40 @@ mod tests {
             epoch,
             roles,
         }
+    }
+
+    #[test]
+    fn a_promoted_replica_becomes_primary_in_place() {
+        let RoleConfig::DbReplica(d) = replica("db-1") else {
+            unreachable!()
+        };
+        let primary = DbConfig { primary: None, ..d };
+        let held = spec(1, vec![replica("db-1")]);
+        let promoted = spec(2, vec![RoleConfig::DbMaster(primary.clone())]);
+        let changes = diff(&promoted, Some(&held));
+        assert_eq!(
+            changes,
+            vec![Change::Become {
+                from: Role::DbReplica,
+                to: Role::DbMaster
+            }]
+        );
+        assert_eq!(
+            changes[0].describe(),
+            "db-replica becomes db-master in place, no restart"
+        );
+        // Anything else changed too: stop and start.
+        let bigger = spec(
+            2,
+            vec![RoleConfig::DbMaster(DbConfig {
+                buffer_pool_mb: 128,
+                ..primary
+            })],
+        );
+        assert!(matches!(
+            diff(&bigger, Some(&held)).as_slice(),
+            [Change::Stop { .. }, Change::Start { .. }]
+        ));
     }
 
     #[test]
