@@ -2,6 +2,8 @@
 //! whose power is cut (`lab kill`) leaves its peers' specs (an app leaves the LB's upstream,
 //! a cache leaves the apps' ring) while `lab load` runs with no failed GET, the decision is
 //! in the event log, and after `lab restart` the boards are back in without a manual step.
+//! A dead database primary is replaced with no acknowledged write lost and rejoins as a
+//! replica; a primary that lost only the control plane is left alone.
 
 mod common;
 
@@ -413,4 +415,103 @@ fn a_dead_primary_is_replaced_and_rejoins_as_a_replica() {
     );
     let apply = cluster.lab_ok(&["apply"]);
     assert!(apply.contains("nothing to change"), "{apply}");
+}
+
+#[test]
+fn a_primary_that_lost_only_the_control_plane_stays_primary() {
+    let cluster = TestCluster::with_board_lines(
+        "q",
+        &[
+            ("lb-1", "native", "roles = [\"lb\"]\n"),
+            ("app-1", "native", "roles = [\"app\"]\n"),
+            ("db-1", "native", "roles = [\"db\"]\n"),
+            ("db-2", "native", "roles = [\"db\"]\n"),
+        ],
+    );
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&cluster.inventory)
+            .expect("inventory");
+        writeln!(f, "\n[db]\nprimary = \"db-1\"").expect("append [db]");
+    }
+    let addr = |name: &str| cluster.addr(name);
+    cluster.lab_ok(&["up"]);
+    let lb = format!("{}:80", addr("lb-1"));
+    let user = r#"{"name":"steady","password":"correct horse"}"#;
+    let a = request(&lb, "POST", "/api/signup", &[], Some(user)).expect("signup");
+    assert_eq!(a.status, 201, "{a:?}");
+    let a = request(&lb, "POST", "/api/login", &[], Some(user)).expect("login");
+    assert_eq!(a.status, 200, "{a:?}");
+    let bearer = format!("Bearer {}", a.json()["token"].as_str().expect("token"));
+    let post = |n: u32| {
+        let body = format!(r#"{{"body":"post {n}"}}"#);
+        request(
+            &lb,
+            "POST",
+            "/api/posts",
+            &[("Authorization", bearer.as_str())],
+            Some(&body),
+        )
+        .expect("post")
+    };
+    let primary = || {
+        let text = std::fs::read_to_string(cluster.state_dir().join("topology.json"))
+            .expect("topology.json");
+        let t: serde_json::Value = serde_json::from_str(&text).expect("topology is JSON");
+        (
+            t["primary"].as_str().unwrap_or("").to_string(),
+            t["epoch"].as_u64(),
+        )
+    };
+    let before = primary();
+    assert_eq!(before.0, "db-1");
+
+    // db-1's agent frozen: no heartbeat reaches `lab serve`, but MariaDB serves on and the
+    // replica still reaches it. (The supervisor's child is the agent that serves the API.)
+    let signal = |sig: &str| {
+        let out = cluster.ssh(
+            &addr("db-1"),
+            &format!("kill -{sig} $(pgrep -P \"$(cat /var/lib/lab/agent.pid)\")"),
+        );
+        assert!(out.status.success(), "{}", describe(&out));
+    };
+    signal("STOP");
+    let events =
+        || std::fs::read_to_string(cluster.state_dir().join("events.jsonl")).unwrap_or_default();
+    let frozen = wait_for("db-1 down and not replaced", NOTICED_WITHIN, || {
+        let text = events();
+        let down = text
+            .lines()
+            .any(|l| l.contains("\"db-1\"") && l.contains("board down"));
+        let kept = text
+            .lines()
+            .find(|l| l.contains("misses its heartbeats but db-2 still reaches it"));
+        match (down, kept) {
+            (true, Some(line)) => Ok(line.to_string()),
+            _ => Err(format!("events so far:\n{text}")),
+        }
+    });
+    println!("{frozen}");
+    assert_eq!(primary(), before, "no new topology while db-1 serves");
+    let a = post(1);
+    assert_eq!(a.status, 201, "{a:?}");
+    assert_eq!(a.header("x-db"), Some("primary db-1"), "{a:?}");
+
+    signal("CONT");
+    wait_for("db-1 up again", NOTICED_WITHIN, || {
+        let text = events();
+        let mut lines = text.lines().filter(|l| l.contains("\"db-1\""));
+        if lines.any(|l| l.contains("board down")) && lines.any(|l| l.contains("\"up\"")) {
+            Ok(())
+        } else {
+            Err(format!("events so far:\n{text}"))
+        }
+    });
+    assert_eq!(primary(), before, "still no new topology");
+    assert!(!events().contains("promoting"), "{}", events());
+    let a = post(2);
+    assert_eq!(a.status, 201, "{a:?}");
+    assert_eq!(a.header("x-db"), Some("primary db-1"), "{a:?}");
 }
