@@ -25,7 +25,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use lab_api::{paths, ApiError, Health, PROTOCOL_HEADER, PROTOCOL_VERSION};
@@ -102,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .route(paths::SAMPLES_STREAM, get(samples_stream))
         .route(paths::METRICS, get(metrics))
         .route(paths::DB, get(db))
+        .route(paths::DB_RECLONE, post(db_reclone))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(require_protocol))
@@ -141,6 +142,20 @@ async fn db(State(state): State<AppState>) -> Response {
             StatusCode::NOT_FOUND,
             "this board runs no database role".to_string(),
         ),
+    }
+}
+
+async fn db_reclone(State(state): State<AppState>) -> Response {
+    match state.roles.reclone_db().await {
+        Ok(message) => {
+            log::warn!("reclone: {message}");
+            Json(lab_api::spec::Recloned {
+                board: state.board.to_string(),
+                message,
+            })
+            .into_response()
+        }
+        Err(why) => error_response(StatusCode::CONFLICT, why),
     }
 }
 

@@ -134,6 +134,21 @@ impl AgentClient {
             .await
     }
 
+    /// `POST /v1/db/reclone`: the board's database replica copied afresh from its primary.
+    pub async fn db_reclone(
+        &self,
+        host: &str,
+    ) -> Result<lab_api::spec::Recloned, AgentClientError> {
+        self.request_json(
+            host,
+            lab_api::DEFAULT_AGENT_PORT,
+            hyper::Method::POST,
+            lab_api::paths::DB_RECLONE,
+            Bytes::new(),
+        )
+        .await
+    }
+
     /// `PUT /v1/spec`: hand the agent its desired state. A refusal (older epoch, another
     /// board's spec, an unusable spec) is [`AgentClientError::Status`] with the agent's words.
     pub async fn put_spec(

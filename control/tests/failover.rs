@@ -515,3 +515,96 @@ fn a_primary_that_lost_only_the_control_plane_stays_primary() {
     assert_eq!(a.status, 201, "{a:?}");
     assert_eq!(a.header("x-db"), Some("primary db-1"), "{a:?}");
 }
+
+#[test]
+fn a_diverged_replica_is_kept_out_until_recloned() {
+    let cluster = TestCluster::with_board_lines(
+        "r",
+        &[
+            ("app-1", "native", "roles = [\"app\"]\n"),
+            ("db-1", "native", "roles = [\"db\"]\n"),
+            ("db-2", "native", "roles = [\"db\"]\n"),
+        ],
+    );
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&cluster.inventory)
+            .expect("inventory");
+        writeln!(f, "\n[db]\nprimary = \"db-1\"").expect("append [db]");
+    }
+    let addr = |name: &str| cluster.addr(name);
+    cluster.lab_ok(&["up"]);
+    let app_reads_db2 = || {
+        let out = cluster.ssh(&addr("app-1"), "cat /var/lib/lab/app/app.json");
+        assert!(out.status.success(), "{}", describe(&out));
+        let config: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("app.json is JSON");
+        config["db"]["replicas"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|p| p["board"] == "db-2"))
+    };
+    assert!(app_reads_db2(), "app-1 reads from db-2 at first");
+    let rows = |board: &str| {
+        sql(
+            &cluster,
+            &addr(board),
+            "SELECT COUNT(*) FROM labapp.posts WHERE body = 'only on db-2'",
+        )
+    };
+
+    // A write on the replica itself (root may, read-only or not): db-2 now holds a
+    // transaction its primary lacks.
+    let out = cluster.ssh(
+        &addr("db-2"),
+        "mariadb -u root --socket=/var/lib/lab/db/mysqld.sock -e \
+         \"INSERT INTO labapp.posts (user_id, body) VALUES (1, 'only on db-2')\"",
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(rows("db-2").as_deref(), Ok("1"));
+    let events =
+        || std::fs::read_to_string(cluster.state_dir().join("events.jsonl")).unwrap_or_default();
+    let flag = wait_for("db-2 kept out", NOTICED_WITHIN, || {
+        events()
+            .lines()
+            .find(|l| l.contains("db-2 kept out") && l.contains("lab reclone db-2 --yes"))
+            .map(str::to_string)
+            .ok_or_else(|| format!("events so far:\n{}", events()))
+    });
+    println!("{flag}");
+    wait_for("app-1 no longer reading from db-2", NOTICED_WITHIN, || {
+        if app_reads_db2() {
+            Err("db-2 still in app-1's replicas".to_string())
+        } else {
+            Ok(())
+        }
+    });
+
+    // Refused without --yes, and on the primary.
+    let out = cluster.lab(&["reclone", "db-2"]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(describe(&out).contains("--yes"), "{}", describe(&out));
+    let out = cluster.lab(&["reclone", "db-1", "--yes"]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(describe(&out).contains("primary"), "{}", describe(&out));
+    assert_eq!(
+        rows("db-2").as_deref(),
+        Ok("1"),
+        "nothing done without --yes"
+    );
+
+    let out = cluster.lab_ok(&["reclone", "db-2", "--yes"]);
+    println!("{out}");
+    wait_for("db-2 back in", Duration::from_secs(90), || {
+        let back = events()
+            .lines()
+            .any(|l| l.contains("db-2 holds nothing db-1 lacks any more"));
+        match (back, app_reads_db2(), rows("db-2")) {
+            (true, true, Ok(n)) if n == "0" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let ro = sql(&cluster, &addr("db-2"), "SELECT @@read_only");
+    assert_eq!(ro.as_deref(), Ok("1"));
+}

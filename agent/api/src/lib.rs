@@ -62,6 +62,11 @@ pub mod paths {
     /// `GET`: [`crate::spec::DbReplication`], the board's database as the failover manager
     /// needs it (404 when the board runs no database role).
     pub const DB: &str = "/v1/db";
+    /// `POST`: a database replica's data thrown away and copied afresh from its primary (the
+    /// way back for a replica holding writes its primary lacks); answers
+    /// [`crate::spec::Recloned`] once the old data is gone and the fresh copy has started
+    /// (409 on a board that runs no replica: a primary's data is never thrown away).
+    pub const DB_RECLONE: &str = "/v1/db/reclone";
 }
 
 /// Fixed locations on every board. The virtual cluster bind-mounts a private directory over

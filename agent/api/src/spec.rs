@@ -584,3 +584,11 @@ mod tests {
         assert!(!text.contains("s3cret"), "{text}");
     }
 }
+
+/// `POST /v1/db/reclone`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recloned {
+    pub board: String,
+    /// What was done, for people.
+    pub message: String,
+}

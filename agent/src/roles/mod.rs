@@ -55,6 +55,7 @@ pub struct Roles {
     store: Arc<SpecStore>,
     statuses: StatusBoard,
     dirs: RoleDirs,
+    reclones: tokio::sync::mpsc::Sender<reconciler::Reclone>,
 }
 
 impl Roles {
@@ -70,8 +71,10 @@ impl Roles {
         };
         let store = Arc::new(SpecStore::open(&config.board, &dirs.state_dir).await);
         let statuses = StatusBoard::default();
+        let (reclones, reclone_orders) = tokio::sync::mpsc::channel(1);
         let task = tokio::spawn(reconciler::run(
             store.subscribe(),
+            reclone_orders,
             dirs.clone(),
             statuses.clone(),
             shutdown,
@@ -80,6 +83,7 @@ impl Roles {
             store,
             statuses,
             dirs,
+            reclones,
         };
         (roles, task)
     }
@@ -122,6 +126,18 @@ impl Roles {
             _ => None,
         })?;
         Some(replication::read(board, &self.db_paths(), &db, replica).await)
+    }
+
+    /// Has the reconciler reclone the database replica (see [`reconciler::Reclone`]).
+    pub async fn reclone_db(&self) -> Result<String, String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.reclones
+            .send(reply)
+            .await
+            .map_err(|_| "the agent is stopping".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the agent is stopping".to_string())?
     }
 
     /// Health's `spec_epoch` and `roles`: one status per role of the held spec, in spec order.

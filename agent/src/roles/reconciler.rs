@@ -13,13 +13,14 @@
 //! - a role the spec adds: a supervisor is started ([`super::supervisor`]).
 //!
 //! On shutdown every supervisor is cancelled and awaited, so no engine outlives the agent's
-//! clean stop.
+//! clean stop. Besides specs it takes one order, [`Reclone`]: a database replica stopped,
+//! its data removed and started afresh (it copies everything from its primary again).
 
 use std::collections::BTreeMap;
 
 use lab_api::spec::{applies_in_place, RoleConfig};
 use lab_api::Role;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -49,9 +50,14 @@ async fn stop_all(supervised: Vec<Supervised>, statuses: &StatusBoard) {
     }
 }
 
-/// Runs until `shutdown`, following `specs`; stops every role before returning.
+/// An order to reclone the database replica; the answer says what was done or why not.
+pub type Reclone = oneshot::Sender<Result<String, String>>;
+
+/// Runs until `shutdown`, following `specs` (and `reclones`); stops every role before
+/// returning.
 pub async fn run(
     mut specs: watch::Receiver<Held>,
+    mut reclones: mpsc::Receiver<Reclone>,
     dirs: RoleDirs,
     statuses: StatusBoard,
     shutdown: CancellationToken,
@@ -63,6 +69,11 @@ pub async fn run(
             biased;
             _ = shutdown.cancelled() => break,
             changed = specs.changed() => if changed.is_err() { break },
+            Some(reply) = reclones.recv() => {
+                let done = reclone(&mut running, &dirs, &statuses).await;
+                let _ = reply.send(done);
+                continue;
+            }
         }
         let held = specs.borrow_and_update().clone();
         let wanted: Vec<RoleConfig> = held.map(|s| s.roles.clone()).unwrap_or_default();
@@ -70,6 +81,63 @@ pub async fn run(
     }
     stop_all(running.into_values().collect(), &statuses).await;
     log::info!("every role stopped");
+}
+
+/// Stops the replica whole, removes its database directory (data, config, markers) and
+/// starts it again with the same config: it initialises an empty server and replicates
+/// everything from its primary, as a new replica does.
+async fn reclone(
+    running: &mut BTreeMap<Role, Supervised>,
+    dirs: &RoleDirs,
+    statuses: &StatusBoard,
+) -> Result<String, String> {
+    let Some(replica) = running.remove(&Role::DbReplica) else {
+        return Err(if running.contains_key(&Role::DbMaster) {
+            "this board is the database primary: its data is the cluster's and is never thrown \
+             away"
+                .into()
+        } else {
+            "this board runs no database replica".into()
+        });
+    };
+    let config = replica.config.clone();
+    log::warn!("reclone: stopping the replica and removing its data");
+    stop_all(vec![replica], statuses).await;
+    let dir = super::mariadb::DbPaths::new(&dirs.state_dir).dir;
+    let removed = match tokio::fs::remove_dir_all(&dir).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("removing {}: {e}", dir.display())),
+    };
+    // Started again either way: a failed removal leaves the old data to run, not nothing.
+    running.insert(Role::DbReplica, start(&config, dirs, statuses));
+    removed?;
+    let primary = match &config {
+        RoleConfig::DbReplica(d) => d.primary.as_ref().map_or("?", |p| p.board.as_str()),
+        _ => "?",
+    };
+    Ok(format!(
+        "replica stopped, {} removed, started afresh: it copies everything from {primary} again",
+        dir.display()
+    ))
+}
+
+/// Starts a supervisor for `config`.
+fn start(config: &RoleConfig, dirs: &RoleDirs, statuses: &StatusBoard) -> Supervised {
+    let (update, rx) = watch::channel(config.clone());
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(supervisor::supervise(
+        rx,
+        dirs.clone(),
+        statuses.clone(),
+        cancel.clone(),
+    ));
+    Supervised {
+        config: config.clone(),
+        update,
+        cancel,
+        task,
+    }
 }
 
 async fn converge(
@@ -129,23 +197,7 @@ async fn converge(
             continue;
         }
         log::info!("role {role}: starting");
-        let (update, rx) = watch::channel(config.clone());
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn(supervisor::supervise(
-            rx,
-            dirs.clone(),
-            statuses.clone(),
-            cancel.clone(),
-        ));
-        running.insert(
-            role,
-            Supervised {
-                config: config.clone(),
-                update,
-                cancel,
-                task,
-            },
-        );
+        running.insert(role, start(config, dirs, statuses));
     }
 }
 

@@ -10,6 +10,7 @@ mod load;
 mod metrics;
 pub mod output;
 mod plan;
+mod reclone;
 mod serve;
 mod status;
 mod top;
@@ -92,6 +93,9 @@ pub enum Command {
     /// Live terminal view of the cluster from the running control plane: every board's
     /// health, CPU, memory, temperature, network and role figure, with sparklines.
     Top(top::TopArgs),
+    /// Throw a database replica's data away and copy it afresh from the primary: the way
+    /// back for a replica kept out for holding writes the primary lacks (`--yes` required).
+    Reclone(reclone::RecloneArgs),
     /// Forget a board's pinned SSH host key (after re-flashing it); the next bootstrap pins
     /// the new one.
     ForgetHostKey(forget::ForgetArgs),
@@ -137,6 +141,7 @@ pub fn main() -> ExitCode {
             Command::Events(a) => events::run(a).await,
             Command::Metrics(a) => metrics::run(a).await,
             Command::Top(a) => top::run(a).await,
+            Command::Reclone(a) => reclone::run(a).await,
             Command::ForgetHostKey(a) => forget::run(a).await,
             Command::BoardInit { .. } => Ok(ExitCode::FAILURE),
         }

@@ -87,7 +87,6 @@ impl FailoverManager {
         let mut events = self.store.events.subscribe();
         let mut tick = tokio::time::interval(RECHECK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_down: Option<BTreeSet<String>> = None;
         loop {
             let cause = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -102,12 +101,10 @@ impl FailoverManager {
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 },
             };
+            // Every tick too: a replica can diverge, or be recloned, without any lease
+            // changing.
             let down = self.down_boards();
-            if cause.is_none() && last_down.as_ref() == Some(&down) {
-                continue;
-            }
             self.converge(&down, cause.as_ref()).await;
-            last_down = Some(down);
         }
     }
 
@@ -374,16 +371,27 @@ impl FailoverManager {
             return BTreeMap::new();
         }
         let states = self.db_states(&replicas).await;
+        let before = self
+            .diverged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let Some(primary_state) = self.db_states(&[primary.to_string()]).await.pop() else {
-            return BTreeMap::new();
+            return before;
         };
-        states
-            .iter()
-            .filter_map(|r| {
-                let errant = promotion::errant(r, &primary_state);
-                (!errant.is_empty()).then(|| (r.board.clone(), errant.join(", ")))
+        // One that does not answer (being recloned, restarting) stays as it was: only a
+        // clean look lets a diverged replica back in.
+        let mut found: BTreeMap<String, String> = before
+            .into_iter()
+            .filter(|(board, _)| {
+                replicas.contains(board) && !states.iter().any(|s| &s.board == board)
             })
-            .collect()
+            .collect();
+        found.extend(states.iter().filter_map(|r| {
+            let errant = promotion::errant(r, &primary_state);
+            (!errant.is_empty()).then(|| (r.board.clone(), errant.join(", ")))
+        }));
+        found
     }
 
     /// Says when a replica is kept out for diverging, and when it is back in; once each.
@@ -403,9 +411,8 @@ impl FailoverManager {
                         "failover: {board} kept out: it holds writes {primary} never got \
                          ({errant}), so it stays read-only and no app reads from it. A former \
                          primary's writes that no replica had were never acknowledged when \
-                         semi-sync was on. To throw them away: stop its agent, remove {}/db on \
-                         it and start the agent again; it rejoins as a fresh replica",
-                        lab_api::board_paths::STATE_DIR
+                         semi-sync was on. To throw them away: `lab reclone {board} --yes` \
+                         (it copies everything from {primary} afresh and comes back in)"
                     ),
                 );
             }

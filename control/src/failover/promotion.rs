@@ -91,8 +91,10 @@ fn show(position: &str) -> &str {
     }
 }
 
-/// The transactions in `returning`'s binlog that `primary` lacks, as `domain-server-seq`
-/// ranges (`0-1-101..105`); empty: it may follow `primary`.
+/// For each domain and server id where `returning`'s binlog goes beyond what `primary` has
+/// from that server: its latest GTID there and what the primary has (sequence numbers count
+/// per domain, so the GTIDs between the two are not all that server's); empty: it may
+/// follow `primary`.
 pub fn errant(returning: &DbReplication, primary: &DbReplication) -> Vec<String> {
     let has: BTreeMap<(u32, u32), u64> = parse_gtids(&primary.gtid_binlog_state)
         .into_iter()
@@ -101,13 +103,16 @@ pub fn errant(returning: &DbReplication, primary: &DbReplication) -> Vec<String>
     parse_gtids(&returning.gtid_binlog_state)
         .into_iter()
         .filter_map(|g| {
-            let known = has.get(&(g.domain, g.server)).copied().unwrap_or(0);
-            (g.seq > known).then(|| {
-                if g.seq == known + 1 {
-                    format!("{}-{}-{}", g.domain, g.server, g.seq)
-                } else {
-                    format!("{}-{}-{}..{}", g.domain, g.server, known + 1, g.seq)
-                }
+            let known = has.get(&(g.domain, g.server)).copied();
+            (g.seq > known.unwrap_or(0)).then(|| match known {
+                Some(k) => format!(
+                    "{}-{}-{} where the primary has {}-{}-{k}",
+                    g.domain, g.server, g.seq, g.domain, g.server
+                ),
+                None => format!(
+                    "{}-{}-{} where the primary has none from server {}",
+                    g.domain, g.server, g.seq, g.server
+                ),
             })
         })
         .collect()
@@ -184,10 +189,20 @@ mod tests {
         let behind = db("db-1", "0-1-90", "0-1-90", true);
         assert!(errant(&behind, &new_primary).is_empty());
         let ahead = db("db-1", "0-1-105", "0-1-105", true);
-        assert_eq!(errant(&ahead, &new_primary), vec!["0-1-101..105"]);
-        let one = db("db-1", "0-1-101", "0-1-101", true);
-        assert_eq!(errant(&one, &new_primary), vec!["0-1-101"]);
+        assert_eq!(
+            errant(&ahead, &new_primary),
+            vec!["0-1-105 where the primary has 0-1-100"]
+        );
         let fresh_primary = db("db-2", "", "", true);
-        assert_eq!(errant(&clean, &fresh_primary), vec!["0-1-1..100"]);
+        assert_eq!(
+            errant(&clean, &fresh_primary),
+            vec!["0-1-100 where the primary has none from server 1"]
+        );
+        // A replica's own write (root may write on a read-only server).
+        let own = db("db-3", "0-3-104", "0-1-100,0-2-103,0-3-104", true);
+        assert_eq!(
+            errant(&own, &new_primary),
+            vec!["0-3-104 where the primary has none from server 3"]
+        );
     }
 }
