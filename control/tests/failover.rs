@@ -608,3 +608,111 @@ fn a_diverged_replica_is_kept_out_until_recloned() {
     let ro = sql(&cluster, &addr("db-2"), "SELECT @@read_only");
     assert_eq!(ro.as_deref(), Ok("1"));
 }
+
+/// A replica's plug pulled while `lab load` reads through the LB with no cache: reads in
+/// flight there fall back (the app's replica budget, then another replica or the primary),
+/// none fails; the manager takes it out of the app's read list and puts it back on return.
+#[test]
+fn a_dead_replica_costs_no_read() {
+    let cluster = TestCluster::with_board_lines(
+        "s",
+        &[
+            ("lb-1", "native", "roles = [\"lb\"]\n"),
+            ("app-1", "native", "roles = [\"app\"]\n"),
+            ("db-1", "native", "roles = [\"db\"]\n"),
+            ("db-2", "native", "roles = [\"db\"]\n"),
+            ("db-3", "native", "roles = [\"db\"]\n"),
+        ],
+    );
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&cluster.inventory)
+            .expect("inventory");
+        writeln!(f, "\n[db]\nprimary = \"db-1\"").expect("append [db]");
+    }
+    let addr = |name: &str| cluster.addr(name);
+    cluster.lab_ok(&["up"]);
+    let lb = format!("{}:80", addr("lb-1"));
+    let app1 = format!("{}:8080", addr("app-1"));
+    let app_reads_from = |board: &str| {
+        let out = cluster.ssh(&addr("app-1"), "cat /var/lib/lab/app/app.json");
+        assert!(out.status.success(), "{}", describe(&out));
+        let config: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("app.json is JSON");
+        config["db"]["replicas"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|p| p["board"] == board))
+    };
+    assert!(app_reads_from("db-2"));
+
+    let out_dir = cluster.dir.path().join("load");
+    let url = format!("http://{lb}/");
+    let load = {
+        let inventory = cluster.inventory.clone();
+        std::thread::spawn(move || {
+            std::process::Command::new(common::LAB)
+                .args(["load", "-i"])
+                .arg(&inventory)
+                .args(["--url", &url, "--rate", "40", "--duration", "20s"])
+                .args(["--users", "4", "--keys", "20", "--read-ratio", "1"])
+                .args(["--json", "--out"])
+                .arg(&out_dir)
+                .output()
+                .expect("run lab load")
+        })
+    };
+    wait_for("lab load reaching app-1", Duration::from_secs(30), || {
+        let n = request(&app1, "GET", "/_lab/stats", &[], None)?.json()["requests_total"]
+            .as_u64()
+            .unwrap_or(0);
+        if n >= 40 || load.is_finished() {
+            Ok(())
+        } else {
+            Err(format!("{n} requests so far"))
+        }
+    });
+    let killed = std::time::Instant::now();
+    cluster.lab_ok(&["kill", "db-2"]);
+    wait_for("db-2 out of app-1's read list", NOTICED_WITHIN, || {
+        if app_reads_from("db-2") {
+            Err("still a replica peer".into())
+        } else {
+            Ok(())
+        }
+    });
+    println!(
+        "db-2 out of app-1's read list {:?} after the kill",
+        killed.elapsed()
+    );
+    let out = load.join().expect("lab load thread");
+    assert!(out.status.success(), "{}", describe(&out));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
+    assert_eq!(
+        summary["failed"], 0,
+        "no failed read through the kill: {summary}"
+    );
+    assert!(summary["ok"].as_u64().unwrap_or(0) > 300, "{summary}");
+    println!(
+        "lab load through the kill: ok {} failed {} p50 {} ms p99 {} ms max {} ms",
+        summary["ok"],
+        summary["failed"],
+        summary["latency_ms"]["p50"],
+        summary["latency_ms"]["p99"],
+        summary["latency_ms"]["max"]
+    );
+    cluster.lab_ok(&["restart", "db-2"]);
+    wait_for(
+        "db-2 back in app-1's read list",
+        Duration::from_secs(60),
+        || {
+            if app_reads_from("db-2") {
+                Ok(())
+            } else {
+                Err("not a replica peer yet".into())
+            }
+        },
+    );
+}
