@@ -138,6 +138,21 @@ fn dead_app_and_cache_leave_their_peers_and_come_back() {
         summary["latency_ms"]["p99"],
         summary["latency_ms"]["max"]
     );
+    // lab load's own output is marked with what the control plane noticed and did.
+    let marked = summary["events"].as_array().cloned().unwrap_or_default();
+    assert!(
+        marked
+            .iter()
+            .any(|e| e["board"] == "app-1" && e["kind"] == "down"),
+        "{summary}"
+    );
+    assert!(
+        marked.iter().any(|e| e["board"] == "lb-1"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("left out app-1"))),
+        "{summary}"
+    );
 
     // The decisions are in the event log, with their cause.
     let events = std::fs::read_to_string(cluster.state_dir().join("events.jsonl"))

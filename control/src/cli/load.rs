@@ -13,6 +13,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use super::InventoryArg;
+use crate::load::marks::EventMarks;
 use crate::load::progress::Progress;
 use crate::load::summary::{RunFacts, Summary, Verdict};
 use crate::load::workload::{AppKnobs, Mix};
@@ -158,6 +159,21 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         }
     });
 
+    // The control plane's event log, when there is an inventory to find it by.
+    let events_file = {
+        let inventory = args.inventory.clone();
+        tokio::task::spawn_blocking(move || {
+            super::load_inventory(&inventory).ok().map(|inv| {
+                inv.cluster
+                    .state_dir
+                    .join(crate::metrics::client::EVENTS_FILE)
+            })
+        })
+        .await
+        .ok()
+        .flatten()
+    };
+    let mut marks = EventMarks::new(events_file, crate::metrics::now_ms());
     let mut progress = Progress::new(std::io::stderr().is_terminal());
     progress.say(&format!(
         "lab load: {} mix at {} ({}), {}, {} connection(s), for {}; Ctrl-C stops early",
@@ -177,7 +193,16 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             target.clone(),
             &cfg,
             stop,
-            &mut |row, in_flight| progress.borrow_mut().second(row, in_flight),
+            &mut |row, in_flight| {
+                let mut progress = progress.borrow_mut();
+                progress.second(row, in_flight);
+                for m in marks.poll() {
+                    progress.say(&format!(
+                        "  event +{:.1} s  {}: {}",
+                        m.at_s, m.board, m.message
+                    ));
+                }
+            },
             &mut |text| progress.borrow_mut().say(text),
         )
         .await
@@ -195,7 +220,8 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let summary = Summary::new(RunFacts {
+    marks.poll();
+    let mut summary = Summary::new(RunFacts {
         target: target.url.text.clone(),
         address: target.addr.to_string(),
         mix: cfg.mix,
@@ -210,6 +236,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         setup: result.setup.clone(),
         seconds: result.rows.len(),
     });
+    summary.events = marks.seen;
     let written = {
         let (dir, rows, summary) = (dir.clone(), result.rows.clone(), summary.clone());
         tokio::task::spawn_blocking(move || files::write_all(&dir, &rows, &summary))

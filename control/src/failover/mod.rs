@@ -87,6 +87,7 @@ impl FailoverManager {
         let mut events = self.store.events.subscribe();
         let mut tick = tokio::time::interval(RECHECK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_down: Option<BTreeSet<String>> = None;
         loop {
             let cause = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -101,10 +102,45 @@ impl FailoverManager {
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 },
             };
-            // Every tick too: a replica can diverge, or be recloned, without any lease
-            // changing.
             let down = self.down_boards();
+            // A tick with the same boards down sends nothing unless a replica diverged or
+            // came clean, or a dead primary is still to be replaced (a full pass would ask
+            // every agent, a dying one included, and hold up the next lease event).
+            if cause.is_none() && last_down.as_ref() == Some(&down) && !self.needs_pass(&down).await
+            {
+                continue;
+            }
             self.converge(&down, cause.as_ref()).await;
+            last_down = Some(down);
+        }
+    }
+
+    /// Whether a tick must converge: the primary is down (a replacement to try again), or
+    /// the replicas that hold writes the primary lacks are not those kept out.
+    async fn needs_pass(&self, down: &BTreeSet<String>) -> bool {
+        let state = self.agents.state.root().to_path_buf();
+        let loaded = tokio::task::spawn_blocking(move || {
+            anyhow::Ok((
+                crate::plan::applied::load(&state)?,
+                crate::plan::topology::load(&state)?,
+            ))
+        })
+        .await;
+        let Ok(Ok((Some(applied), topology))) = loaded else {
+            return false;
+        };
+        match topology.primary.as_deref() {
+            Some(p) if down.contains(p) => true,
+            Some(p) => {
+                let found = self.diverged_replicas(p, &applied, down).await;
+                let kept = self
+                    .diverged
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                found.keys().ne(kept.keys())
+            }
+            None => false,
         }
     }
 

@@ -15,6 +15,7 @@
 //! - [`stats`]: every outcome into the totals and the current second.
 //! - [`timeline`]: per-second rows, CSV and JSON.
 //! - [`progress`]: the live line once a second.
+//! - [`marks`]: the cluster's events during the run (`lab serve`'s event log).
 //! - [`summary`]: the totals in words and as JSON; the verdict behind the exit code.
 //! - [`files`]: the output directory and its files.
 //! - this file: [`run`] puts them together: setup, workers, the once-a-second report.
@@ -23,6 +24,7 @@ pub mod client;
 pub mod clock;
 pub mod files;
 pub mod histogram;
+pub mod marks;
 pub mod progress;
 pub mod rng;
 pub mod schedule;

@@ -140,6 +140,9 @@ pub struct Summary {
     pub setup: Option<SetupSummary>,
     /// Rows in the timeline (one per second).
     pub seconds: usize,
+    /// What the control plane noticed and did during the run (its event log).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<super::marks::Mark>,
 }
 
 /// Everything a summary is made from.
@@ -219,6 +222,7 @@ impl Summary {
                 .collect(),
             setup: f.setup,
             seconds: f.seconds,
+            events: Vec::new(),
         }
     }
 
@@ -359,6 +363,12 @@ impl Summary {
                 self.errors_line(),
                 self.target
             );
+        }
+        if !self.events.is_empty() {
+            let _ = writeln!(out, "cluster events during the run (lab events):");
+            for e in &self.events {
+                let _ = writeln!(out, "  +{:>6.1} s  {}: {}", e.at_s, e.board, e.message);
+            }
         }
         out
     }
