@@ -307,19 +307,11 @@ impl Db {
         // GTIDs), and it could not rejoin as a replica; so it runs only when it changed.
         let statements = sql::primary_setup(&self.config).map_err(|e| anyhow!(e))?;
         let fingerprint = fingerprint(&statements.join("\n"));
-        let stored = tokio::fs::read_to_string(&self.paths.setup)
-            .await
-            .unwrap_or_default();
-        if stored.trim() == fingerprint {
+        if stored_fingerprint(&self.paths.setup).await == fingerprint {
             self.run(&[sql::WRITABLE.to_string()]).await?;
         } else {
             self.run(&statements).await?;
-            crate::roles::store::write_atomically_off_runtime(
-                self.paths.setup.clone(),
-                fingerprint.into_bytes(),
-            )
-            .await
-            .with_context(|| format!("writing {}", self.paths.setup.display()))?;
+            store_fingerprint(&self.paths.setup, fingerprint).await?;
         }
         Ok(format!(
             "primary, listening on {}:{}",
@@ -358,24 +350,17 @@ impl Db {
             .ok_or_else(|| anyhow!("a replica without a primary"))?;
         let fingerprint = source_fingerprint(&self.config);
         let status = self.slave_status().await?;
-        let stored = tokio::fs::read_to_string(&self.paths.source)
-            .await
-            .unwrap_or_default();
+        let stored = stored_fingerprint(&self.paths.source).await;
         let follows = status.first("Master_Host") == Some(primary.host.as_str())
             && status.first("Master_Port") == Some(primary.port.to_string().as_str())
             && status.first("Master_User") == Some(self.config.users.replication.user.as_str())
-            && stored.trim() == fingerprint;
+            && stored == fingerprint;
         if follows {
             self.run(&["START SLAVE".into()]).await?;
         } else {
             let statements = sql::change_master(&self.config).map_err(|e| anyhow!(e))?;
             self.run(&statements).await?;
-            crate::roles::store::write_atomically_off_runtime(
-                self.paths.source.clone(),
-                fingerprint.into_bytes(),
-            )
-            .await
-            .with_context(|| format!("writing {}", self.paths.source.display()))?;
+            store_fingerprint(&self.paths.source, fingerprint).await?;
         }
         self.message().await
     }
@@ -485,6 +470,21 @@ fn source_fingerprint(db: &DbConfig) -> String {
         db.users.replication.user,
         db.users.replication.password
     ))
+}
+
+/// The fingerprint kept at `path` (empty when there is none).
+async fn stored_fingerprint(path: &Path) -> String {
+    tokio::fs::read_to_string(path)
+        .await
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Keeps `fingerprint` at `path` (atomically, off the runtime).
+async fn store_fingerprint(path: &Path, fingerprint: String) -> anyhow::Result<()> {
+    crate::roles::store::write_atomically_off_runtime(path.to_path_buf(), fingerprint.into_bytes())
+        .await
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// SHA-256 of `text` in hex: what is kept on disk instead of text holding passwords.

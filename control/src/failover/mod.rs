@@ -118,6 +118,22 @@ impl FailoverManager {
     /// Whether a tick must converge: the primary is down (a replacement to try again), or
     /// the replicas that hold writes the primary lacks are not those kept out.
     async fn needs_pass(&self, down: &BTreeSet<String>) -> bool {
+        let Ok(Some((applied, topology))) = self.load_state().await else {
+            return false;
+        };
+        match topology.primary.as_deref() {
+            Some(p) if down.contains(p) => true,
+            Some(p) => {
+                let found = self.diverged_replicas(p, &applied, down).await;
+                found.keys().ne(self.kept_out().keys())
+            }
+            None => false,
+        }
+    }
+
+    /// The last applied specs (None before the first `lab apply`) and the topology, read off
+    /// the runtime.
+    async fn load_state(&self) -> Result<Option<(AppliedSpecs, Topology)>, String> {
         let state = self.agents.state.root().to_path_buf();
         let loaded = tokio::task::spawn_blocking(move || {
             anyhow::Ok((
@@ -125,23 +141,21 @@ impl FailoverManager {
                 crate::plan::topology::load(&state)?,
             ))
         })
-        .await;
-        let Ok(Ok((Some(applied), topology))) = loaded else {
-            return false;
-        };
-        match topology.primary.as_deref() {
-            Some(p) if down.contains(p) => true,
-            Some(p) => {
-                let found = self.diverged_replicas(p, &applied, down).await;
-                let kept = self
-                    .diverged
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
-                found.keys().ne(kept.keys())
-            }
-            None => false,
-        }
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{e:#}"))?;
+        Ok(match loaded {
+            (Some(applied), topology) => Some((applied, topology)),
+            (None, _) => None,
+        })
+    }
+
+    /// The replicas kept out now (see [`FailoverManager::diverged_replicas`]).
+    fn kept_out(&self) -> BTreeMap<String, String> {
+        self.diverged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Boards whose lease ran out (or that never reported after the start-up grace).
@@ -158,18 +172,9 @@ impl FailoverManager {
     /// One pass: a dead primary replaced, then every live board gets the applied spec without
     /// the `down` boards.
     async fn converge(&self, down: &BTreeSet<String>, cause: Option<&(String, EventKind, u64)>) {
-        let state = self.agents.state.root().to_path_buf();
-        let loaded = tokio::task::spawn_blocking(move || {
-            anyhow::Ok((
-                crate::plan::applied::load(&state)?,
-                crate::plan::topology::load(&state)?,
-            ))
-        })
-        .await;
-        let (mut applied, topology) = match loaded {
-            Ok(Ok((Some(applied), topology))) => (applied, topology),
-            Ok(Ok((None, _))) => return, // nothing applied yet: nothing to keep whole
-            Ok(Err(e)) => return self.note_problem(&format!("failover: {e:#}")),
+        let (mut applied, topology) = match self.load_state().await {
+            Ok(Some(loaded)) => loaded,
+            Ok(None) => return, // nothing applied yet: nothing to keep whole
             Err(e) => return self.note_problem(&format!("failover: {e}")),
         };
         let why = match cause {
@@ -179,24 +184,20 @@ impl FailoverManager {
         };
         let began = Instant::now();
         let mut promoted_now = false;
+        let mut primary = topology.primary.clone();
         match topology.primary.as_deref() {
-            Some(primary) if down.contains(primary) => {
-                match self
-                    .replace_primary(primary, &topology, &applied, down)
-                    .await
-                {
-                    Ok(promoted) => {
+            Some(dead) if down.contains(dead) => {
+                match self.replace_primary(dead, &topology, &applied, down).await {
+                    Ok((promoted, chosen)) => {
                         applied = promoted;
+                        primary = Some(chosen);
                         promoted_now = true;
                     }
-                    Err(why_not) => self.note_primary(primary, why_not),
+                    Err(why_not) => self.note_primary(dead, why_not),
                 }
             }
             _ => self.forget_primary_note(),
         }
-        let primary = crate::plan::topology::load(self.agents.state.root())
-            .ok()
-            .and_then(|t| t.primary);
         // Replicas holding writes the primary lacks stay read-only (their spec still says
         // replica) but leave every peer list, like a board that is down. Not looked for
         // right after a promotion: the replicas were just compared, and they still probe the
@@ -207,11 +208,7 @@ impl FailoverManager {
                 self.note_diverged(p, &found);
                 found
             }
-            _ => self
-                .diverged
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            _ => self.kept_out(),
         };
         let mut out = down.clone();
         out.extend(diverged.keys().cloned());
@@ -267,19 +264,9 @@ impl FailoverManager {
         topology: &Topology,
         applied: &AppliedSpecs,
         down: &BTreeSet<String>,
-    ) -> Result<AppliedSpecs, String> {
+    ) -> Result<(AppliedSpecs, String), String> {
         let began = Instant::now();
-        let replicas: Vec<String> = applied
-            .iter()
-            .filter(|(name, spec)| {
-                !down.contains(*name)
-                    && spec
-                        .roles
-                        .iter()
-                        .any(|r| matches!(r, RoleConfig::DbReplica(_)))
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
+        let replicas = live_replicas(applied, down);
         if replicas.is_empty() {
             return Err(format!(
                 "db primary {primary} is down and no live replica can replace it: writes fail \
@@ -336,7 +323,7 @@ impl FailoverManager {
             );
         }
         self.forget_primary_note();
-        Ok(promoted)
+        Ok((promoted, chosen))
     }
 
     /// Saves `next` (topology first: no spec may carry an epoch the state dir does not know)
@@ -392,26 +379,12 @@ impl FailoverManager {
         applied: &AppliedSpecs,
         down: &BTreeSet<String>,
     ) -> BTreeMap<String, String> {
-        let replicas: Vec<String> = applied
-            .iter()
-            .filter(|(name, spec)| {
-                !down.contains(*name)
-                    && spec
-                        .roles
-                        .iter()
-                        .any(|r| matches!(r, RoleConfig::DbReplica(_)))
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
+        let replicas = live_replicas(applied, down);
         if replicas.is_empty() {
             return BTreeMap::new();
         }
         let states = self.db_states(&replicas).await;
-        let before = self
-            .diverged
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let before = self.kept_out();
         let Some(primary_state) = self.db_states(&[primary.to_string()]).await.pop() else {
             return before;
         };
@@ -497,6 +470,21 @@ impl FailoverManager {
             }
         }
     }
+}
+
+/// Live boards whose applied spec makes them a database replica.
+fn live_replicas(applied: &AppliedSpecs, down: &BTreeSet<String>) -> Vec<String> {
+    applied
+        .iter()
+        .filter(|(name, spec)| {
+            !down.contains(*name)
+                && spec
+                    .roles
+                    .iter()
+                    .any(|r| matches!(r, RoleConfig::DbReplica(_)))
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// Sends `full` without the `out` boards (down, or kept out) unless the agent already holds
