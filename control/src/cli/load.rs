@@ -173,7 +173,10 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         .ok()
         .flatten()
     };
-    let mut marks = EventMarks::new(events_file, crate::metrics::now_ms());
+    let stop_marks = CancellationToken::new();
+    let (marks_task, mut marks) =
+        EventMarks::new(events_file, crate::metrics::now_ms()).follow(stop_marks.clone());
+    let mut marked = Vec::new();
     let mut progress = Progress::new(std::io::stderr().is_terminal());
     progress.say(&format!(
         "lab load: {} mix at {} ({}), {}, {} connection(s), for {}; Ctrl-C stops early",
@@ -196,11 +199,12 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             &mut |row, in_flight| {
                 let mut progress = progress.borrow_mut();
                 progress.second(row, in_flight);
-                for m in marks.poll() {
+                while let Ok(m) = marks.try_recv() {
                     progress.say(&format!(
                         "  event +{:.1} s  {}: {}",
                         m.at_s, m.board, m.message
                     ));
+                    marked.push(m);
                 }
             },
             &mut |text| progress.borrow_mut().say(text),
@@ -212,6 +216,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let result = match result {
         Ok(r) => r,
         Err(e) => {
+            stop_marks.cancel();
             if made_dir {
                 // Nothing was measured: leave no empty directory behind.
                 let _ = std::fs::remove_dir(&dir);
@@ -220,7 +225,11 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
-    marks.poll();
+    stop_marks.cancel();
+    let _ = marks_task.await;
+    while let Ok(m) = marks.try_recv() {
+        marked.push(m);
+    }
     let mut summary = Summary::new(RunFacts {
         target: target.url.text.clone(),
         address: target.addr.to_string(),
@@ -236,7 +245,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         setup: result.setup.clone(),
         seconds: result.rows.len(),
     });
-    summary.events = marks.seen;
+    summary.events = marked;
     let written = {
         let (dir, rows, summary) = (dir.clone(), result.rows.clone(), summary.clone());
         tokio::task::spawn_blocking(move || files::write_all(&dir, &rows, &summary))

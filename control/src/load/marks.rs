@@ -2,12 +2,16 @@
 //! noticed and did (a board down, a failover decision) appears between the live lines, and
 //! in the summary with its time into the run. Read from the events file `lab serve` appends
 //! to (`<state>/events.jsonl`), from where it ended when the run began; a missing file (no
-//! control plane, a plain URL) marks nothing.
+//! control plane, a plain URL) marks nothing. The file is read off the runtime, twice a
+//! second, by [`EventMarks::follow`].
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics::events::Event;
 
@@ -21,6 +25,9 @@ pub struct Mark {
     pub message: String,
 }
 
+/// Between two looks at the events file.
+const LOOK_EVERY: Duration = Duration::from_millis(500);
+
 /// Follows the events file from the run's start.
 pub struct EventMarks {
     path: Option<PathBuf>,
@@ -28,7 +35,6 @@ pub struct EventMarks {
     /// Bytes of a line not yet complete.
     partial: Vec<u8>,
     started_ms: u64,
-    pub seen: Vec<Mark>,
 }
 
 impl EventMarks {
@@ -44,12 +50,47 @@ impl EventMarks {
             offset,
             partial: Vec::new(),
             started_ms,
-            seen: Vec::new(),
         }
     }
 
-    /// The events appended since the last look (also kept in [`EventMarks::seen`]).
-    pub fn poll(&mut self) -> Vec<Mark> {
+    /// Looks at the file until `stop` (once more then), each new event sent on the channel.
+    pub fn follow(
+        self,
+        stop: CancellationToken,
+    ) -> (tokio::task::JoinHandle<()>, mpsc::UnboundedReceiver<Mark>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            let mut marks = self;
+            loop {
+                let last = stop.is_cancelled();
+                let Ok((back, fresh)) = tokio::task::spawn_blocking(move || {
+                    let fresh = marks.poll();
+                    (marks, fresh)
+                })
+                .await
+                else {
+                    return;
+                };
+                marks = back;
+                for m in fresh {
+                    if tx.send(m).is_err() {
+                        return;
+                    }
+                }
+                if last {
+                    return;
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = tokio::time::sleep(LOOK_EVERY) => {}
+                }
+            }
+        });
+        (task, rx)
+    }
+
+    /// The events appended since the last look (blocking file reads).
+    fn poll(&mut self) -> Vec<Mark> {
         let Some(path) = &self.path else {
             return Vec::new();
         };
@@ -68,9 +109,7 @@ impl EventMarks {
             return Vec::new();
         }
         self.offset += bytes.len() as u64;
-        let fresh = self.take_lines(&bytes);
-        self.seen.extend(fresh.iter().cloned());
-        fresh
+        self.take_lines(&bytes)
     }
 
     /// The marks in `bytes` (after what was left of a line last time); an incomplete last
