@@ -59,40 +59,7 @@ fn dead_app_and_cache_leave_their_peers_and_come_back() {
     assert!(app2_config().contains(&cache2), "{}", app2_config());
 
     // Reads only (the sign-ups and logins come first), so every request may be retried.
-    let out_dir = cluster.dir.path().join("load");
-    let url = format!("http://{lb}/");
-    let load = {
-        let inventory = cluster.inventory.clone();
-        std::thread::spawn(move || {
-            std::process::Command::new(common::LAB)
-                .args(["load", "-i"])
-                .arg(&inventory)
-                .args(["--url", &url, "--rate", "40", "--duration", "20s"])
-                .args([
-                    "--users",
-                    "4",
-                    "--keys",
-                    "20",
-                    "--read-ratio",
-                    "1",
-                    "--json",
-                    "--out",
-                ])
-                .arg(&out_dir)
-                .output()
-                .expect("run lab load")
-        })
-    };
-    wait_for("lab load reaching app-1", Duration::from_secs(30), || {
-        let n = request(&app1, "GET", "/_lab/stats", &[], None)?.json()["requests_total"]
-            .as_u64()
-            .unwrap_or(0);
-        if n >= 40 || load.is_finished() {
-            Ok(())
-        } else {
-            Err(format!("{n} requests so far"))
-        }
-    });
+    let load = start_reads(&cluster, &lb, &app1);
 
     // Pull two plugs at once.
     let killed = std::time::Instant::now();
@@ -121,23 +88,7 @@ fn dead_app_and_cache_leave_their_peers_and_come_back() {
         "cache-2 out of app-2's ring {:?} after the kill",
         killed.elapsed()
     );
-    let out = load.join().expect("lab load thread");
-    assert!(out.status.success(), "{}", describe(&out));
-    let summary: serde_json::Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
-    assert_eq!(
-        summary["failed"], 0,
-        "no failed GET through the kill: {summary}"
-    );
-    assert!(summary["ok"].as_u64().unwrap_or(0) > 300, "{summary}");
-    println!(
-        "lab load through the kill: ok {} failed {} p50 {} ms p99 {} ms max {} ms",
-        summary["ok"],
-        summary["failed"],
-        summary["latency_ms"]["p50"],
-        summary["latency_ms"]["p99"],
-        summary["latency_ms"]["max"]
-    );
+    let summary = finish_reads(load, "no failed GET through the kill");
     // lab load's own output is marked with what the control plane noticed and did.
     let marked = summary["events"].as_array().cloned().unwrap_or_default();
     assert!(
@@ -155,8 +106,7 @@ fn dead_app_and_cache_leave_their_peers_and_come_back() {
     );
 
     // The decisions are in the event log, with their cause.
-    let events = std::fs::read_to_string(cluster.state_dir().join("events.jsonl"))
-        .expect("lab serve keeps events.jsonl");
+    let events = events(&cluster);
     let failover: Vec<&str> = events.lines().filter(|l| l.contains("failover")).collect();
     assert!(
         failover
@@ -224,14 +174,7 @@ fn a_dead_primary_is_replaced_and_rejoins_as_a_replica() {
             ("db-3", "native", "roles = [\"db\"]\n"),
         ],
     );
-    {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&cluster.inventory)
-            .expect("inventory");
-        writeln!(f, "\n[db]\nprimary = \"db-1\"\nsemi_sync = true").expect("append [db]");
-    }
+    cluster.append_inventory("\n[db]\nprimary = \"db-1\"\nsemi_sync = true");
     let addr = |name: &str| cluster.addr(name);
     cluster.lab_ok(&["up"]);
     let lb = format!("{}:80", addr("lb-1"));
@@ -312,9 +255,7 @@ fn a_dead_primary_is_replaced_and_rejoins_as_a_replica() {
         .map_or(0, |d| d.as_millis() as i64);
     cluster.lab_ok(&["kill", "db-1"]);
     let primary = wait_for("a new primary", Duration::from_secs(40), || {
-        let text = std::fs::read_to_string(cluster.state_dir().join("topology.json"))
-            .map_err(|e| e.to_string())?;
-        let t: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let t = topology(&cluster)?;
         match t["primary"].as_str() {
             Some(p) if p != "db-1" => Ok(p.to_string()),
             other => Err(format!("primary {other:?}")),
@@ -360,8 +301,7 @@ fn a_dead_primary_is_replaced_and_rejoins_as_a_replica() {
         Duration::from_secs(30),
         || holds_all(replica),
     );
-    let events = std::fs::read_to_string(cluster.state_dir().join("events.jsonl"))
-        .expect("lab serve keeps events.jsonl");
+    let events = events(&cluster);
     assert!(
         events
             .lines()
@@ -390,8 +330,7 @@ fn a_dead_primary_is_replaced_and_rejoins_as_a_replica() {
     wait_for("db-1 rejoining read-only", Duration::from_secs(90), || {
         let ro = sql(&cluster, &addr("db-1"), "SELECT @@read_only")?;
         if ro != "1" {
-            let events = std::fs::read_to_string(cluster.state_dir().join("events.jsonl"))
-                .unwrap_or_default();
+            let events = self::events(&cluster);
             if let Some(flag) = events.lines().find(|l| l.contains("kept out")) {
                 let state = |b: &str| sql(&cluster, &addr(b), "SELECT @@gtid_binlog_state");
                 let log = cluster.ssh(
@@ -443,14 +382,7 @@ fn a_primary_that_lost_only_the_control_plane_stays_primary() {
             ("db-2", "native", "roles = [\"db\"]\n"),
         ],
     );
-    {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&cluster.inventory)
-            .expect("inventory");
-        writeln!(f, "\n[db]\nprimary = \"db-1\"").expect("append [db]");
-    }
+    cluster.append_inventory("\n[db]\nprimary = \"db-1\"");
     let addr = |name: &str| cluster.addr(name);
     cluster.lab_ok(&["up"]);
     let lb = format!("{}:80", addr("lb-1"));
@@ -472,9 +404,7 @@ fn a_primary_that_lost_only_the_control_plane_stays_primary() {
         .expect("post")
     };
     let primary = || {
-        let text = std::fs::read_to_string(cluster.state_dir().join("topology.json"))
-            .expect("topology.json");
-        let t: serde_json::Value = serde_json::from_str(&text).expect("topology is JSON");
+        let t = topology(&cluster).expect("topology.json");
         (
             t["primary"].as_str().unwrap_or("").to_string(),
             t["epoch"].as_u64(),
@@ -493,10 +423,8 @@ fn a_primary_that_lost_only_the_control_plane_stays_primary() {
         assert!(out.status.success(), "{}", describe(&out));
     };
     signal("STOP");
-    let events =
-        || std::fs::read_to_string(cluster.state_dir().join("events.jsonl")).unwrap_or_default();
     let frozen = wait_for("db-1 down and not replaced", NOTICED_WITHIN, || {
-        let text = events();
+        let text = events(&cluster);
         let down = text
             .lines()
             .any(|l| l.contains("\"db-1\"") && l.contains("board down"));
@@ -516,7 +444,7 @@ fn a_primary_that_lost_only_the_control_plane_stays_primary() {
 
     signal("CONT");
     wait_for("db-1 up again", NOTICED_WITHIN, || {
-        let text = events();
+        let text = events(&cluster);
         let mut lines = text.lines().filter(|l| l.contains("\"db-1\""));
         if lines.any(|l| l.contains("board down")) && lines.any(|l| l.contains("\"up\"")) {
             Ok(())
@@ -525,7 +453,11 @@ fn a_primary_that_lost_only_the_control_plane_stays_primary() {
         }
     });
     assert_eq!(primary(), before, "still no new topology");
-    assert!(!events().contains("promoting"), "{}", events());
+    assert!(
+        !events(&cluster).contains("promoting"),
+        "{}",
+        events(&cluster)
+    );
     let a = post(2);
     assert_eq!(a.status, 201, "{a:?}");
     assert_eq!(a.header("x-db"), Some("primary db-1"), "{a:?}");
@@ -541,25 +473,10 @@ fn a_diverged_replica_is_kept_out_until_recloned() {
             ("db-2", "native", "roles = [\"db\"]\n"),
         ],
     );
-    {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&cluster.inventory)
-            .expect("inventory");
-        writeln!(f, "\n[db]\nprimary = \"db-1\"").expect("append [db]");
-    }
+    cluster.append_inventory("\n[db]\nprimary = \"db-1\"");
     let addr = |name: &str| cluster.addr(name);
     cluster.lab_ok(&["up"]);
-    let app_reads_db2 = || {
-        let out = cluster.ssh(&addr("app-1"), "cat /var/lib/lab/app/app.json");
-        assert!(out.status.success(), "{}", describe(&out));
-        let config: serde_json::Value =
-            serde_json::from_slice(&out.stdout).expect("app.json is JSON");
-        config["db"]["replicas"]
-            .as_array()
-            .is_some_and(|r| r.iter().any(|p| p["board"] == "db-2"))
-    };
+    let app_reads_db2 = || app_reads_from(&cluster, "app-1", "db-2");
     assert!(app_reads_db2(), "app-1 reads from db-2 at first");
     let rows = |board: &str| {
         sql(
@@ -578,14 +495,12 @@ fn a_diverged_replica_is_kept_out_until_recloned() {
     );
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(rows("db-2").as_deref(), Ok("1"));
-    let events =
-        || std::fs::read_to_string(cluster.state_dir().join("events.jsonl")).unwrap_or_default();
     let flag = wait_for("db-2 kept out", NOTICED_WITHIN, || {
-        events()
+        events(&cluster)
             .lines()
             .find(|l| l.contains("db-2 kept out") && l.contains("lab reclone db-2 --yes"))
             .map(str::to_string)
-            .ok_or_else(|| format!("events so far:\n{}", events()))
+            .ok_or_else(|| format!("events so far:\n{}", events(&cluster)))
     });
     println!("{flag}");
     wait_for("app-1 no longer reading from db-2", NOTICED_WITHIN, || {
@@ -612,7 +527,7 @@ fn a_diverged_replica_is_kept_out_until_recloned() {
     let out = cluster.lab_ok(&["reclone", "db-2", "--yes"]);
     println!("{out}");
     wait_for("db-2 back in", Duration::from_secs(90), || {
-        let back = events()
+        let back = events(&cluster)
             .lines()
             .any(|l| l.contains("db-2 holds nothing db-1 lacks any more"));
         match (back, app_reads_db2(), rows("db-2")) {
@@ -639,55 +554,15 @@ fn a_dead_replica_costs_no_read() {
             ("db-3", "native", "roles = [\"db\"]\n"),
         ],
     );
-    {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&cluster.inventory)
-            .expect("inventory");
-        writeln!(f, "\n[db]\nprimary = \"db-1\"").expect("append [db]");
-    }
+    cluster.append_inventory("\n[db]\nprimary = \"db-1\"");
     let addr = |name: &str| cluster.addr(name);
     cluster.lab_ok(&["up"]);
     let lb = format!("{}:80", addr("lb-1"));
     let app1 = format!("{}:8080", addr("app-1"));
-    let app_reads_from = |board: &str| {
-        let out = cluster.ssh(&addr("app-1"), "cat /var/lib/lab/app/app.json");
-        assert!(out.status.success(), "{}", describe(&out));
-        let config: serde_json::Value =
-            serde_json::from_slice(&out.stdout).expect("app.json is JSON");
-        config["db"]["replicas"]
-            .as_array()
-            .is_some_and(|r| r.iter().any(|p| p["board"] == board))
-    };
+    let app_reads_from = |board: &str| app_reads_from(&cluster, "app-1", board);
     assert!(app_reads_from("db-2"));
 
-    let out_dir = cluster.dir.path().join("load");
-    let url = format!("http://{lb}/");
-    let load = {
-        let inventory = cluster.inventory.clone();
-        std::thread::spawn(move || {
-            std::process::Command::new(common::LAB)
-                .args(["load", "-i"])
-                .arg(&inventory)
-                .args(["--url", &url, "--rate", "40", "--duration", "20s"])
-                .args(["--users", "4", "--keys", "20", "--read-ratio", "1"])
-                .args(["--json", "--out"])
-                .arg(&out_dir)
-                .output()
-                .expect("run lab load")
-        })
-    };
-    wait_for("lab load reaching app-1", Duration::from_secs(30), || {
-        let n = request(&app1, "GET", "/_lab/stats", &[], None)?.json()["requests_total"]
-            .as_u64()
-            .unwrap_or(0);
-        if n >= 40 || load.is_finished() {
-            Ok(())
-        } else {
-            Err(format!("{n} requests so far"))
-        }
-    });
+    let load = start_reads(&cluster, &lb, &app1);
     let killed = std::time::Instant::now();
     cluster.lab_ok(&["kill", "db-2"]);
     wait_for("db-2 out of app-1's read list", NOTICED_WITHIN, || {
@@ -701,23 +576,7 @@ fn a_dead_replica_costs_no_read() {
         "db-2 out of app-1's read list {:?} after the kill",
         killed.elapsed()
     );
-    let out = load.join().expect("lab load thread");
-    assert!(out.status.success(), "{}", describe(&out));
-    let summary: serde_json::Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
-    assert_eq!(
-        summary["failed"], 0,
-        "no failed read through the kill: {summary}"
-    );
-    assert!(summary["ok"].as_u64().unwrap_or(0) > 300, "{summary}");
-    println!(
-        "lab load through the kill: ok {} failed {} p50 {} ms p99 {} ms max {} ms",
-        summary["ok"],
-        summary["failed"],
-        summary["latency_ms"]["p50"],
-        summary["latency_ms"]["p99"],
-        summary["latency_ms"]["max"]
-    );
+    finish_reads(load, "no failed read through the kill");
     cluster.lab_ok(&["restart", "db-2"]);
     wait_for(
         "db-2 back in app-1's read list",
@@ -730,4 +589,82 @@ fn a_dead_replica_costs_no_read() {
             }
         },
     );
+}
+
+/// `lab serve`'s event log so far (empty before it writes one).
+fn events(cluster: &TestCluster) -> String {
+    std::fs::read_to_string(cluster.state_dir().join("events.jsonl")).unwrap_or_default()
+}
+
+/// `<state>/topology.json`.
+fn topology(cluster: &TestCluster) -> Result<serde_json::Value, String> {
+    let text = std::fs::read_to_string(cluster.state_dir().join("topology.json"))
+        .map_err(|e| format!("topology.json: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("topology.json: {e}"))
+}
+
+/// Whether board `app`'s app config lists `replica` among the replicas it reads from.
+fn app_reads_from(cluster: &TestCluster, app: &str, replica: &str) -> bool {
+    let out = cluster.ssh(&cluster.addr(app), "cat /var/lib/lab/app/app.json");
+    assert!(out.status.success(), "{}", describe(&out));
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).expect("app.json is JSON");
+    config["db"]["replicas"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|p| p["board"] == replica))
+}
+
+/// `lab load` reads through the LB at `lb` (40/s for 20 s) in a thread, returned once the
+/// app at `app` has seen its first second of them.
+fn start_reads(
+    cluster: &TestCluster,
+    lb: &str,
+    app: &str,
+) -> std::thread::JoinHandle<std::process::Output> {
+    let (inventory, out_dir) = (cluster.inventory.clone(), cluster.dir.path().join("load"));
+    let url = format!("http://{lb}/");
+    let load = std::thread::spawn(move || {
+        std::process::Command::new(common::LAB)
+            .args(["load", "-i"])
+            .arg(&inventory)
+            .args(["--url", &url, "--rate", "40", "--duration", "20s"])
+            .args(["--users", "4", "--keys", "20", "--read-ratio", "1"])
+            .args(["--json", "--out"])
+            .arg(&out_dir)
+            .output()
+            .expect("run lab load")
+    });
+    wait_for("lab load reaching the app", Duration::from_secs(30), || {
+        let n = request(app, "GET", "/_lab/stats", &[], None)?.json()["requests_total"]
+            .as_u64()
+            .unwrap_or(0);
+        if n >= 40 || load.is_finished() {
+            Ok(())
+        } else {
+            Err(format!("{n} requests so far"))
+        }
+    });
+    load
+}
+
+/// The summary of a [`start_reads`] run, asserted to have no failed request (`what`: the
+/// assertion's words) and most of its 800 answered.
+fn finish_reads(
+    load: std::thread::JoinHandle<std::process::Output>,
+    what: &str,
+) -> serde_json::Value {
+    let out = load.join().expect("lab load thread");
+    assert!(out.status.success(), "{}", describe(&out));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
+    assert_eq!(summary["failed"], 0, "{what}: {summary}");
+    assert!(summary["ok"].as_u64().unwrap_or(0) > 300, "{summary}");
+    println!(
+        "lab load through the kill: ok {} failed {} p50 {} ms p99 {} ms max {} ms",
+        summary["ok"],
+        summary["failed"],
+        summary["latency_ms"]["p50"],
+        summary["latency_ms"]["p99"],
+        summary["latency_ms"]["max"]
+    );
+    summary
 }

@@ -143,6 +143,16 @@ impl TestCluster {
             .expect("run ssh")
     }
 
+    /// Appends `text` to the inventory (a table after the boards, e.g. `[db]`).
+    pub fn append_inventory(&self, text: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.inventory)
+            .expect("open the inventory");
+        writeln!(f, "{text}").expect("append to the inventory");
+    }
+
     /// `lab up` with the control plane on a free loopback port; returns its address.
     pub fn up_with_serve(&self) -> String {
         let out = Command::new(LAB)
