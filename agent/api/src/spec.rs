@@ -328,6 +328,19 @@ pub fn applies_in_place(old: &RoleConfig, new: &RoleConfig) -> bool {
     }
 }
 
+/// The role of `wanted` that the engine running `old` becomes in place when a spec drops
+/// `old`'s role (a replica promoted): one that `running` lacks and [`applies_in_place`]
+/// allows. The agent's reconciler and `lab plan` both decide by this.
+pub fn becomes_in_place<'a>(
+    old: &RoleConfig,
+    running: &[Role],
+    wanted: &'a [RoleConfig],
+) -> Option<&'a RoleConfig> {
+    wanted
+        .iter()
+        .find(|w| !running.contains(&w.role()) && applies_in_place(old, w))
+}
+
 /// memcached on a cache board.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

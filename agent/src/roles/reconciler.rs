@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use lab_api::spec::{applies_in_place, RoleConfig};
+use lab_api::spec::{applies_in_place, becomes_in_place, RoleConfig};
 use lab_api::Role;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -168,12 +168,8 @@ async fn converge(
             None => {
                 // A role the spec replaces by one the same engine can become in place (a
                 // replica promoted): the supervisor carries on under the new role.
-                let becomes = wanted
-                    .iter()
-                    .find(|c| {
-                        !running.contains_key(&c.role()) && applies_in_place(&supervised.config, c)
-                    })
-                    .cloned();
+                let now: Vec<Role> = running.keys().copied().collect();
+                let becomes = becomes_in_place(&supervised.config, &now, wanted).cloned();
                 match (becomes, running.remove(&role)) {
                     (Some(new), Some(mut s)) => {
                         log::info!("role {role}: becomes {} in place", new.role());

@@ -146,10 +146,8 @@ pub fn diff(want: &BoardSpec, held: Option<&BoardSpec>) -> Vec<Change> {
             continue;
         }
         // As the agent's reconciler decides: a role swapped for one its engine can become.
-        let becomes = want.roles.iter().find(|w| {
-            !held.roles.iter().any(|h| h.role() == w.role())
-                && lab_api::spec::applies_in_place(old, w)
-        });
+        let running: Vec<Role> = held.roles.iter().map(|h| h.role()).collect();
+        let becomes = lab_api::spec::becomes_in_place(old, &running, &want.roles);
         match becomes {
             Some(new) => {
                 became.push(new.role());
