@@ -72,32 +72,36 @@ pub fn spec_collectors(spec: &Held, db_socket: &Path) -> Vec<CollectorConfig> {
     };
     spec.roles
         .iter()
-        .map(|role| match role {
-            RoleConfig::Lb(l) => CollectorConfig {
-                role: role.role(),
-                engine: Engine::Nginx,
-                address: format!("http://127.0.0.1:{}/stub_status", l.status_port),
-            },
-            RoleConfig::App(a) => CollectorConfig {
-                role: role.role(),
-                engine: Engine::LabApp,
-                address: format!("http://{}:{}{}", a.bind, a.port, lab_api::app::paths::STATS),
-            },
-            RoleConfig::Cache(c) => CollectorConfig {
-                role: role.role(),
-                engine: Engine::Memcached,
-                address: format!("{}:{}", c.bind, c.port),
-            },
-            RoleConfig::DbMaster(d) | RoleConfig::DbReplica(d) => CollectorConfig {
-                role: role.role(),
-                engine: Engine::Mariadb,
-                address: format!(
-                    "{}:{}@{}",
-                    d.users.monitor.user,
-                    d.users.monitor.password,
-                    db_socket.display()
-                ),
-            },
+        .filter_map(|role| {
+            Some(match role {
+                RoleConfig::Lb(l) => CollectorConfig {
+                    role: role.role(),
+                    engine: Engine::Nginx,
+                    address: format!("http://127.0.0.1:{}/stub_status", l.status_port),
+                },
+                RoleConfig::App(a) => CollectorConfig {
+                    role: role.role(),
+                    engine: Engine::LabApp,
+                    address: format!("http://{}:{}{}", a.bind, a.port, lab_api::app::paths::STATS),
+                },
+                RoleConfig::Cache(c) => CollectorConfig {
+                    role: role.role(),
+                    engine: Engine::Memcached,
+                    address: format!("{}:{}", c.bind, c.port),
+                },
+                RoleConfig::DbMaster(d) | RoleConfig::DbReplica(d) => CollectorConfig {
+                    role: role.role(),
+                    engine: Engine::Mariadb,
+                    address: format!(
+                        "{}:{}@{}",
+                        d.users.monitor.user,
+                        d.users.monitor.password,
+                        db_socket.display()
+                    ),
+                },
+                // keepalived has no figures to sample; where the address is shows in health.
+                RoleConfig::Vip(_) => return None,
+            })
         })
         .collect()
 }

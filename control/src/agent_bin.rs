@@ -439,6 +439,20 @@ pub fn locate_agent(triple: &str) -> Result<PathBuf, AgentBinError> {
 /// find its result.
 static BUILD_LOCK: Mutex<()> = Mutex::new(());
 
+/// An exclusive `flock` on `<workspace>/target/.build-agents.lock`, waited for; None when the
+/// file cannot be made (the build then runs unguarded, as before).
+fn build_lock(workspace: &Path) -> Option<nix::fcntl::Flock<std::fs::File>> {
+    let dir = workspace.join("target");
+    std::fs::create_dir_all(&dir).ok()?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".build-agents.lock"))
+        .ok()?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).ok()
+}
+
 /// Like [`locate_agent`], but when nothing is found and a lab checkout is present, build it
 /// with `cross/build-agents.sh --target <triple>` (output streamed to stderr, each line
 /// prefixed with `[build-agents <triple>]`) and locate it again.
@@ -465,6 +479,9 @@ impl SearchRoots {
         };
         // A poisoned lock only means another build panicked; building again is still correct.
         let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        // And one build across processes (parallel `lab up`s, parallel tests): two
+        // `rustup target add`s or apt-gets at once fail each other.
+        let _across = build_lock(&workspace);
         let found = self.locate(triple);
         if usable(&found) {
             return found;

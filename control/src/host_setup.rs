@@ -177,6 +177,11 @@ pub const ENGINES: &[Requirement] = &[
         why: "the database roles",
     },
     Requirement {
+        package: "keepalived",
+        provides: "/usr/sbin/keepalived",
+        why: "the lb boards' floating address (VRRP) when there are two or more",
+    },
+    Requirement {
         package: "mariadb-client",
         provides: "/usr/bin/mariadb",
         why: "the `mariadb` client (talk to a board's database by hand; the tests use it)",

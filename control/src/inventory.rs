@@ -277,6 +277,10 @@ pub struct Inventory {
 pub struct LbSettings {
     /// `round-robin` (default), `least-conn` or `ip-hash`.
     pub algorithm: lab_api::spec::LbAlgorithm,
+    /// The address clients use when there are two or more lb boards (`[lb] floating_address
+    /// = "A.B.C.D"` or `"A.B.C.D/N"`, /24 when not given); keepalived moves it between them.
+    /// A virtual cluster without one gets its subnet's last host address.
+    pub floating_address: Option<(std::net::Ipv4Addr, u8)>,
 }
 
 /// `[db]`: the database group. Members are the boards whose roles name `db` (`db-master`
@@ -367,6 +371,7 @@ struct RawInventory {
 #[serde(deny_unknown_fields)]
 struct RawLb {
     algorithm: Option<Spanned<String>>,
+    floating_address: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -764,6 +769,24 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
             ),
         }
     }
+    let floating = raw
+        .lb
+        .as_ref()
+        .and_then(|t| t.get_ref().floating_address.as_ref());
+    lb.floating_address = match floating {
+        Some(given) => match floating_address(given.get_ref(), &boards, virtual_net.as_ref()) {
+            Ok(address) => Some(address),
+            Err(msg) => {
+                problem(given.span(), None, format!("[lb] floating_address: {msg}"));
+                None
+            }
+        },
+        None => virtual_net.as_ref().and_then(|net| {
+            let last = net.last_host();
+            let taken = boards.iter().any(|b| b.address == last.to_string());
+            (!taken).then_some((last, net.prefix_len))
+        }),
+    };
     if !problems.is_empty() {
         problems.sort_by_key(|p| p.line);
         return Err(invalid(problems));
@@ -959,11 +982,20 @@ fn parse_roles(names: &[String], problem: &mut dyn FnMut(String)) -> RoleSpec {
             continue;
         }
         match Role::parse(n) {
+            Some(Role::Vip) => problem(
+                "`vip` is not given by hand: with two or more lb boards every one gets it \
+                 (the floating address is `[lb] floating_address`)"
+                    .into(),
+            ),
             Some(r) if !roles.contains(&r) => roles.push(r),
             Some(_) => problem(format!("role `{n}` listed twice")),
             None if n == "auto" => problem("`auto` cannot be combined with other roles".into()),
             None => {
-                let known: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+                let known: Vec<&str> = Role::ALL
+                    .iter()
+                    .filter(|r| **r != Role::Vip)
+                    .map(|r| r.as_str())
+                    .collect();
                 problem(format!(
                     "unknown role `{n}` (known: db, {}, or \"auto\")",
                     known.join(", ")
@@ -977,7 +1009,46 @@ fn parse_roles(names: &[String], problem: &mut dyn FnMut(String)) -> RoleSpec {
     RoleSpec::Given(roles)
 }
 
+/// `[lb] floating_address`: an IPv4 address (with an optional prefix, /24 by default) that
+/// no board uses, inside the virtual subnet when there is one.
+fn floating_address(
+    text: &str,
+    boards: &[Board],
+    virtual_net: Option<&VirtualNet>,
+) -> Result<(std::net::Ipv4Addr, u8), String> {
+    let (ip, len) = match text.split_once('/') {
+        Some((ip, len)) => (ip, len.parse::<u8>().ok().filter(|l| (8..=30).contains(l))),
+        None => (text, Some(virtual_net.map_or(24, |n| n.prefix_len))),
+    };
+    let (Ok(ip), Some(len)) = (ip.parse::<std::net::Ipv4Addr>(), len) else {
+        return Err(format!(
+            "`{text}` must look like 192.168.1.250 or 192.168.1.250/24"
+        ));
+    };
+    if let Some(b) = boards.iter().find(|b| b.address == ip.to_string()) {
+        return Err(format!(
+            "{ip} is board `{}`'s address; pick a free one",
+            b.name
+        ));
+    }
+    if let Some(net) = virtual_net {
+        if !net.contains(ip) || ip == net.gateway() {
+            return Err(format!(
+                "{ip} is not a free host address of the virtual subnet {}/{}",
+                net.subnet, net.prefix_len
+            ));
+        }
+    }
+    Ok((ip, len))
+}
+
 impl VirtualNet {
+    /// The subnet's last host address (the one before the broadcast address).
+    pub fn last_host(&self) -> Ipv4Addr {
+        let host_bits = 32 - u32::from(self.prefix_len);
+        Ipv4Addr::from((u32::from(self.subnet) | ((1u32 << host_bits) - 1)) - 1)
+    }
+
     /// The host's address on the virtual bridge (first address of the subnet).
     pub fn gateway(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.subnet) + 1)
@@ -1223,6 +1294,26 @@ arch = "arm64"
                 "two preferred primaries",
                 "[cluster]\nname=\"c\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"db-master\"]\n[[board]]\nname=\"b\"\naddress=\"10.0.0.3\"\nroles=[\"db-master\"]\n",
                 "inv.toml:8: board `b`: two preferred primaries: `a` (line 4) has db-master too",
+            ),
+            (
+                "floating address that is a board's",
+                "[cluster]\nname=\"c\"\n[lb]\nfloating_address=\"10.0.0.2\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"lb\"]\n",
+                "inv.toml:4: [lb] floating_address: 10.0.0.2 is board `a`'s address; pick a free one",
+            ),
+            (
+                "floating address that does not parse",
+                "[cluster]\nname=\"c\"\n[lb]\nfloating_address=\"10.0.0/33\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"lb\"]\n",
+                "inv.toml:4: [lb] floating_address: `10.0.0/33` must look like 192.168.1.250 or 192.168.1.250/24",
+            ),
+            (
+                "floating address outside the virtual subnet",
+                "[cluster]\nname=\"c\"\n[virtual]\nsubnet=\"10.9.0.0/24\"\n[lb]\nfloating_address=\"10.9.1.5\"\n[[board]]\nname=\"a\"\naddress=\"10.9.0.2\"\nroles=[\"lb\"]\n",
+                "inv.toml:6: [lb] floating_address: 10.9.1.5 is not a free host address of the virtual subnet 10.9.0.0/24",
+            ),
+            (
+                "vip given by hand",
+                "[cluster]\nname=\"c\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"lb\", \"vip\"]\n",
+                "board `a`: `vip` is not given by hand",
             ),
             (
                 "unknown lb algorithm",

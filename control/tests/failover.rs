@@ -164,8 +164,31 @@ fn dead_app_and_cache_leave_their_peers_and_come_back() {
 /// old primary, powered on again, rejoins as a read-only replica with the same data.
 #[test]
 fn a_dead_primary_is_replaced_and_rejoins_as_a_replica() {
+    primary_replaced("p", PrimaryCut::Kill);
+}
+
+/// The primary's cable pulled (`lab partition`) while the writer posts: its processes run on,
+/// so a write it took just before the cut can commit there alone once the semi-sync wait
+/// times out. It is replaced as if dead; no acknowledged write is lost; back on the network
+/// it is fenced (read-only, never again a write target) and either rejoins or, holding that
+/// unacknowledged write, is kept out until `lab reclone`.
+#[test]
+fn a_partitioned_primary_is_replaced_and_fenced() {
+    primary_replaced("o", PrimaryCut::Partition);
+}
+
+/// How the primary is taken away in [`primary_replaced`].
+#[derive(Clone, Copy, PartialEq)]
+enum PrimaryCut {
+    /// `lab kill`, later `lab restart`.
+    Kill,
+    /// `lab partition`, later `lab heal`.
+    Partition,
+}
+
+fn primary_replaced(prefix: &str, cut: PrimaryCut) {
     let cluster = TestCluster::with_board_lines(
-        "p",
+        prefix,
         &[
             ("lb-1", "native", "roles = [\"lb\"]\n"),
             ("app-1", "native", "roles = [\"app\"]\n"),
@@ -189,7 +212,8 @@ fn a_dead_primary_is_replaced_and_rejoins_as_a_replica() {
     let bearer = format!("Bearer {}", a.json()["token"].as_str().expect("token"));
 
     // The write checker: one post at a time, each acknowledged id kept with who took it.
-    type Acked = Vec<(u64, String, std::time::Instant)>;
+    // (post id, who took it, when, its body)
+    type Acked = Vec<(u64, String, std::time::Instant, String)>;
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Acked::new()));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
@@ -210,7 +234,7 @@ fn a_dead_primary_is_replaced_and_rejoins_as_a_replica() {
                         let id = a.json()["id"].as_u64().expect("post id");
                         let db = a.header("x-db").unwrap_or("?").to_string();
                         if let Ok(mut acked) = acked.lock() {
-                            acked.push((id, db, std::time::Instant::now()));
+                            acked.push((id, db, std::time::Instant::now(), format!("write {n}")));
                         }
                     }
                     other => {
@@ -237,7 +261,7 @@ fn a_dead_primary_is_replaced_and_rejoins_as_a_replica() {
                     .lock()
                     .map_err(|e| e.to_string())?
                     .iter()
-                    .filter(|(_, by, _)| by == db)
+                    .filter(|(_, by, _, _)| by == db)
                     .count();
                 if n >= min {
                     Ok(())
@@ -253,7 +277,10 @@ fn a_dead_primary_is_replaced_and_rejoins_as_a_replica() {
     let killed_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    cluster.lab_ok(&["kill", "db-1"]);
+    match cut {
+        PrimaryCut::Kill => cluster.lab_ok(&["kill", "db-1"]),
+        PrimaryCut::Partition => cluster.lab_ok(&["partition", "db-1"]),
+    };
     let primary = wait_for("a new primary", Duration::from_secs(40), || {
         let t = topology(&cluster)?;
         match t["primary"].as_str() {
@@ -270,8 +297,8 @@ fn a_dead_primary_is_replaced_and_rejoins_as_a_replica() {
     let acked = acked.lock().expect("acked").clone();
     let first_new = acked
         .iter()
-        .filter(|(_, db, _)| db == &format!("primary {primary}"))
-        .map(|(_, _, t)| *t)
+        .filter(|(_, db, _, _)| db == &format!("primary {primary}"))
+        .map(|(_, _, t, _)| *t)
         .min()
         .expect("writes acknowledged by the new primary");
     println!(
@@ -281,7 +308,11 @@ fn a_dead_primary_is_replaced_and_rejoins_as_a_replica() {
         failed.values().sum::<u64>(),
         first_new.duration_since(killed)
     );
-    let want: BTreeSet<u64> = acked.iter().map(|(id, _, _)| *id).collect();
+    let want: BTreeSet<u64> = acked.iter().map(|(id, _, _, _)| *id).collect();
+    let acked_rows: BTreeSet<String> = acked
+        .iter()
+        .map(|(id, _, _, body)| format!("{id}\t{body}"))
+        .collect();
     let holds_all = |board: &str| -> Result<(), String> {
         let out = sql(&cluster, &addr(board), "SELECT id FROM labapp.posts")?;
         let have: BTreeSet<u64> = out.lines().filter_map(|l| l.parse().ok()).collect();
@@ -324,35 +355,45 @@ fn a_dead_primary_is_replaced_and_rejoins_as_a_replica() {
         }
     }
 
-    // The old primary powered on: a read-only replica of the new one, with every write.
-    let restarted = std::time::Instant::now();
-    cluster.lab_ok(&["restart", "db-1"]);
+    // The old primary back: a read-only replica of the new one, with every write; or, after
+    // a partition, perhaps flagged for a write nobody acknowledged, and recloned.
+    let back = std::time::Instant::now();
+    match cut {
+        PrimaryCut::Kill => cluster.lab_ok(&["restart", "db-1"]),
+        PrimaryCut::Partition => cluster.lab_ok(&["heal", "db-1"]),
+    };
+    let mut recloned = false;
     wait_for("db-1 rejoining read-only", Duration::from_secs(90), || {
         let ro = sql(&cluster, &addr("db-1"), "SELECT @@read_only")?;
-        if ro != "1" {
-            let events = self::events(&cluster);
-            if let Some(flag) = events.lines().find(|l| l.contains("kept out")) {
-                let state = |b: &str| sql(&cluster, &addr(b), "SELECT @@gtid_binlog_state");
-                let log = cluster.ssh(
-                    &addr("db-1"),
-                    "grep -i -E 'truncat|recover|semi|rollback' /var/log/lab/mariadb.log | tail -20",
-                );
-                panic!(
-                    "{flag}\ngtid_binlog_state: db-1 {:?}, db-2 {:?}, db-3 {:?}\ndb-1 log:\n{}",
-                    state("db-1"),
-                    state("db-2"),
-                    state("db-3"),
-                    String::from_utf8_lossy(&log.stdout)
-                );
+        let events = self::events(&cluster);
+        let flag = events.lines().find(|l| l.contains("kept out"));
+        if let (Some(flag), false) = (flag, recloned) {
+            if cut == PrimaryCut::Kill {
+                panic!("{flag}\n{}", divergence(&cluster));
             }
+            // Only writes nobody was told about may be db-1's alone (rows compared whole:
+            // the new primary may have given the same id to another post).
+            let posts = |b: &str| sql(&cluster, &addr(b), "SELECT id, body FROM labapp.posts");
+            let (old, new) = (posts("db-1")?, posts(&primary)?);
+            let new: BTreeSet<&str> = new.lines().collect();
+            let extra: Vec<&str> = old.lines().filter(|row| !new.contains(row)).collect();
+            let lost: Vec<&&str> = extra.iter().filter(|r| acked_rows.contains(**r)).collect();
+            assert!(lost.is_empty(), "acknowledged, only on db-1: {lost:?}");
+            println!("{flag}\n  posts only db-1 holds (never acknowledged): {extra:?}");
+            assert_eq!(ro, "1", "a kept-out replica is read-only");
+            cluster.lab_ok(&["reclone", "db-1", "--yes"]);
+            recloned = true;
+        }
+        if ro != "1" {
             let recent: Vec<&str> = events.lines().rev().take(6).collect();
             return Err(format!("read_only={ro}; latest events: {recent:#?}"));
         }
         holds_all("db-1")
     });
     println!(
-        "db-1 read-only with every write {:?} after its restart",
-        restarted.elapsed()
+        "db-1 read-only with every write {:?} after it came back{}",
+        back.elapsed(),
+        if recloned { " (recloned)" } else { "" }
     );
     let count = |board: &str| sql(&cluster, &addr(board), "SELECT COUNT(*) FROM labapp.posts");
     wait_for(
@@ -367,8 +408,40 @@ fn a_dead_primary_is_replaced_and_rejoins_as_a_replica() {
             }
         },
     );
+    // Fenced: writes go to the new primary only.
+    let auth = [("Authorization", bearer.as_str())];
+    for n in 0..5 {
+        let body = format!(r#"{{"body":"after {n}"}}"#);
+        let a = post_with(&lb, &auth, &body);
+        assert_eq!(a.status, 201, "{a:?}");
+        assert_eq!(
+            a.header("x-db"),
+            Some(format!("primary {primary}").as_str())
+        );
+    }
     let apply = cluster.lab_ok(&["apply"]);
     assert!(apply.contains("nothing to change"), "{apply}");
+}
+
+/// One post through the LB at `lb`.
+fn post_with(lb: &str, headers: &[(&str, &str)], body: &str) -> common::http::Answer {
+    request(lb, "POST", "/api/posts", headers, Some(body)).expect("post")
+}
+
+/// The three boards' GTID states and db-1's recovery lines, for a failure message.
+fn divergence(cluster: &TestCluster) -> String {
+    let state = |b: &str| sql(cluster, &cluster.addr(b), "SELECT @@gtid_binlog_state");
+    let log = cluster.ssh(
+        &cluster.addr("db-1"),
+        "grep -i -E 'truncat|recover|semi|rollback' /var/log/lab/mariadb.log | tail -20",
+    );
+    format!(
+        "gtid_binlog_state: db-1 {:?}, db-2 {:?}, db-3 {:?}\ndb-1 log:\n{}",
+        state("db-1"),
+        state("db-2"),
+        state("db-3"),
+        String::from_utf8_lossy(&log.stdout)
+    )
 }
 
 #[test]
@@ -413,16 +486,10 @@ fn a_primary_that_lost_only_the_control_plane_stays_primary() {
     let before = primary();
     assert_eq!(before.0, "db-1");
 
-    // db-1's agent frozen: no heartbeat reaches `lab serve`, but MariaDB serves on and the
-    // replica still reaches it. (The supervisor's child is the agent that serves the API.)
-    let signal = |sig: &str| {
-        let out = cluster.ssh(
-            &addr("db-1"),
-            &format!("kill -{sig} $(pgrep -P \"$(cat /var/lib/lab/agent.pid)\")"),
-        );
-        assert!(out.status.success(), "{}", describe(&out));
-    };
-    signal("STOP");
+    // db-1 cut off from the control plane alone: no heartbeat reaches `lab serve`, but
+    // MariaDB serves on and the replica and the app still reach it.
+    let out = cluster.lab_ok(&["partition", "db-1", "--from-control-plane"]);
+    assert!(out.contains("control plane only"), "{out}");
     let frozen = wait_for("db-1 down and not replaced", NOTICED_WITHIN, || {
         let text = events(&cluster);
         let down = text
@@ -442,7 +509,7 @@ fn a_primary_that_lost_only_the_control_plane_stays_primary() {
     assert_eq!(a.status, 201, "{a:?}");
     assert_eq!(a.header("x-db"), Some("primary db-1"), "{a:?}");
 
-    signal("CONT");
+    cluster.lab_ok(&["heal", "db-1"]);
     wait_for("db-1 up again", NOTICED_WITHIN, || {
         let text = events(&cluster);
         let mut lines = text.lines().filter(|l| l.contains("\"db-1\""));
@@ -461,6 +528,311 @@ fn a_primary_that_lost_only_the_control_plane_stays_primary() {
     let a = post(2);
     assert_eq!(a.status, 201, "{a:?}");
     assert_eq!(a.header("x-db"), Some("primary db-1"), "{a:?}");
+}
+
+/// `lab serve` killed during `lab load`: the data plane serves on (no failed GET) but heals
+/// nothing (a board killed meanwhile stays in the LB, NGINX stepping around it); started
+/// again, the control plane reads the cluster's state, acts on what died while it was away
+/// and undoes nothing (same primary, same epoch, nothing else sent).
+#[test]
+fn without_the_control_plane_the_cluster_serves_and_heals_once_it_is_back() {
+    let cluster = TestCluster::with_board_lines(
+        "c",
+        &[
+            ("lb-1", "native", "roles = [\"lb\"]\n"),
+            ("app-1", "native", "roles = [\"app\"]\n"),
+            ("app-2", "native", "roles = [\"app\"]\n"),
+            ("db-1", "native", "roles = [\"db\"]\n"),
+            ("db-2", "native", "roles = [\"db\"]\n"),
+        ],
+    );
+    cluster.append_inventory("\n[db]\nprimary = \"db-1\"");
+    let addr = |name: &str| cluster.addr(name);
+    cluster.lab_ok(&["up"]);
+    let before = topology(&cluster).expect("topology.json");
+    let lb = format!("{}:80", addr("lb-1"));
+    let app1 = format!("{}:8080", addr("app-1"));
+    let upstreams = || {
+        let out = cluster.ssh(&addr("lb-1"), "cat /var/lib/lab/lb/nginx.conf");
+        assert!(out.status.success(), "{}", describe(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let load = start_reads(&cluster, &lb, &app1);
+
+    // The control plane's plug pulled, then an app's.
+    let pid_file = cluster.state_dir().join("serve.pid");
+    let pid = std::fs::read_to_string(&pid_file).expect("serve.pid");
+    let out = std::process::Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .output()
+        .expect("run kill");
+    assert!(out.status.success(), "{}", describe(&out));
+    cluster.lab_ok(&["kill", "app-1"]);
+    let killed = std::time::Instant::now();
+    // Nobody heals: app-1 stays an upstream well past the time `lab serve` takes.
+    while killed.elapsed() < Duration::from_secs(8) {
+        assert!(
+            upstreams().contains(&app1),
+            "healed without a control plane"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // Back: a fresh `lab serve` (as a user would start it) picks up where it was.
+    let log = std::fs::File::create(cluster.dir.path().join("serve-again.log")).expect("log");
+    let mut serve = std::process::Command::new(common::LAB)
+        .args(["serve", "--listen", "127.0.0.1:0", "-i"])
+        .arg(&cluster.inventory)
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start lab serve");
+    let restarted = std::time::Instant::now();
+    let healed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for("app-1 out of the LB", Duration::from_secs(40), || {
+            if upstreams().contains(&app1) {
+                Err("still an upstream".into())
+            } else {
+                Ok(())
+            }
+        });
+        println!(
+            "app-1 out of lb-1's upstreams {:?} after lab serve started again",
+            restarted.elapsed()
+        );
+        finish_reads(load, "no failed GET without the control plane")
+    }));
+    let summary = match healed {
+        Ok(summary) => summary,
+        Err(panic) => {
+            let _ = serve.kill();
+            let _ = serve.wait();
+            std::panic::resume_unwind(panic);
+        }
+    };
+    println!("served without a control plane: {}", summary["ok"]);
+    let after = topology(&cluster).expect("topology.json");
+    assert_eq!(
+        after, before,
+        "the restarted control plane changed the topology"
+    );
+    let events = events(&cluster);
+    assert!(!events.contains("promoting"), "{events}");
+
+    // And app-1, powered on, comes back in through the restarted control plane.
+    cluster.lab_ok(&["restart", "app-1"]);
+    wait_for("app-1 back in the LB", Duration::from_secs(60), || {
+        if upstreams().contains(&app1) {
+            Ok(())
+        } else {
+            Err("not an upstream yet".into())
+        }
+    });
+    let _ = serve.kill();
+    let _ = serve.wait();
+}
+
+/// Two lb boards: keepalived holds the cluster's floating address on one (the higher
+/// priority), `lab load` aims at it by default, and when its holder's plug is pulled the
+/// address moves to the other board and requests flow again; the dead board, powered on,
+/// does not take the address back (nopreempt: no second move).
+#[test]
+fn two_lb_boards_share_an_address_that_moves_when_its_holder_dies() {
+    let cluster = TestCluster::with_board_lines(
+        "v",
+        &[
+            ("lb-1", "native", "roles = [\"lb\"]\n"),
+            ("lb-2", "native", "roles = [\"lb\"]\n"),
+            ("app-1", "native", "roles = [\"app\"]\n"),
+            ("db-1", "native", "roles = [\"db-master\"]\n"),
+        ],
+    );
+    let addr = |name: &str| cluster.addr(name);
+    // The virtual subnet's last host address (the tests' subnets are /24s).
+    let lb1 = addr("lb-1");
+    let vip = format!("{}.254", lb1.rsplit_once('.').expect("IPv4").0);
+    let up = cluster.lab_ok(&["up"]);
+    assert!(up.contains(&format!("http://{vip}/")), "{up}");
+    let plan = cluster.lab_ok(&["plan"]);
+    assert!(
+        plan.contains(&format!("share the floating address {vip}")),
+        "{plan}"
+    );
+    let holds = |board: &str| {
+        let out = cluster.ssh(&addr(board), "ip -o -4 addr show");
+        String::from_utf8_lossy(&out.stdout).contains(&format!("inet {vip}/"))
+    };
+    let holder = || -> Vec<&str> { ["lb-1", "lb-2"].into_iter().filter(|b| holds(b)).collect() };
+    wait_for(
+        "lb-1 holding the address",
+        Duration::from_secs(30),
+        || match holder().as_slice() {
+            ["lb-1"] => Ok(()),
+            other => Err(format!("held by {other:?}")),
+        },
+    );
+    let vip80 = format!("{vip}:80");
+    let a = request(&vip80, "GET", "/", &[], None).expect("GET through the address");
+    assert_eq!(a.status, 200, "{a:?}");
+
+    // lab load with no --url: the floating address.
+    let out_dir = cluster.dir.path().join("load");
+    let inventory = cluster.inventory.clone();
+    let load = std::thread::spawn(move || {
+        std::process::Command::new(common::LAB)
+            .args(["load", "-i"])
+            .arg(&inventory)
+            .args(["--rate", "40", "--duration", "20s", "--timeout", "2s"])
+            .args(["--users", "4", "--keys", "20", "--read-ratio", "1"])
+            .args(["--json", "--out"])
+            .arg(&out_dir)
+            .output()
+            .expect("run lab load")
+    });
+    let app1 = format!("{}:8080", addr("app-1"));
+    wait_for("lab load reaching the app", Duration::from_secs(30), || {
+        let n = request(&app1, "GET", "/_lab/stats", &[], None)?.json()["requests_total"]
+            .as_u64()
+            .unwrap_or(0);
+        if n >= 80 {
+            Ok(())
+        } else {
+            Err(format!("{n} requests so far"))
+        }
+    });
+    let killed = std::time::Instant::now();
+    cluster.lab_ok(&["kill", "lb-1"]);
+    // (lb-1 is not asked: its ssh would wait for a board that is gone.)
+    wait_for("lb-2 holding the address", Duration::from_secs(20), || {
+        if holds("lb-2") {
+            Ok(())
+        } else {
+            Err("not yet".to_string())
+        }
+    });
+    let moved = killed.elapsed();
+    let a = request(&vip80, "GET", "/", &[], None).expect("GET after the move");
+    assert_eq!(a.status, 200, "{a:?}");
+    let out = load.join().expect("lab load thread");
+    assert!(out.status.success(), "{}", describe(&out));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
+    assert!(
+        summary["target"].as_str().unwrap_or("").contains(&vip) || describe(&out).contains(&vip),
+        "lab load aims at the floating address by default: {summary}"
+    );
+    let (ok, failed) = (
+        summary["ok"].as_u64().unwrap_or(0),
+        summary["failed"].as_u64().unwrap_or(0),
+    );
+    println!(
+        "address on lb-2 {moved:?} after lb-1's kill; lab load: ok {ok} failed {failed} \
+         p99 {} ms max {} ms; errors {}",
+        summary["latency_ms"]["p99"], summary["latency_ms"]["max"], summary["errors"]
+    );
+    // What fails is what was in flight or sent during the move, no more.
+    assert!(ok > 600, "{summary}");
+    assert!(failed <= 40 * (moved.as_secs() + 3), "{summary}");
+
+    // lb-1 powered on: it stands by, the address stays where it is.
+    cluster.lab_ok(&["restart", "lb-1"]);
+    wait_for("lb-1 standing by", Duration::from_secs(60), || {
+        let status = cluster.status_json().to_string();
+        if status.contains(&format!("standing by for {vip}")) {
+            Ok(())
+        } else {
+            Err("lb-1's vip role not running yet".into())
+        }
+    });
+    assert_eq!(holder(), vec!["lb-2"], "the address moved back");
+}
+
+/// The same boards seen as real ones (an inventory without `[virtual]`, the same state):
+/// `lab kill` asks before it stops anything (no terminal, no --yes: refused, nothing
+/// stopped), partition is the user's cable; with --yes the agent and its engines stop, the
+/// control plane takes the app out of the LB, and `lab restart` brings it back in.
+#[test]
+fn lab_kill_on_a_real_board_asks_then_stops_its_agent() {
+    let cluster = TestCluster::with_board_lines(
+        "k",
+        &[
+            ("lb-1", "native", "roles = [\"lb\"]\n"),
+            ("app-1", "native", "roles = [\"app\"]\n"),
+            ("app-2", "native", "roles = [\"app\"]\n"),
+            ("db-1", "native", "roles = [\"db-master\"]\n"),
+        ],
+    );
+    let addr = |name: &str| cluster.addr(name);
+    cluster.lab_ok(&["up"]);
+    let text = std::fs::read_to_string(&cluster.inventory).expect("inventory");
+    let real_text: String = text
+        .lines()
+        .filter(|l| {
+            !l.starts_with("[virtual]") && !l.starts_with("subnet") && !l.starts_with("arch")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let real = cluster.dir.path().join("real.toml");
+    std::fs::write(&real, real_text).expect("write real.toml");
+    let lab_real = |args: &[&str]| {
+        std::process::Command::new(common::LAB)
+            .args(args)
+            .arg("-i")
+            .arg(&real)
+            .stdin(std::process::Stdio::null())
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .expect("run lab")
+    };
+    let app1 = format!("{}:8080", addr("app-1"));
+    let upstreams = || {
+        let out = cluster.ssh(&addr("lb-1"), "cat /var/lib/lab/lb/nginx.conf");
+        assert!(out.status.success(), "{}", describe(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let agent_runs = || {
+        let out = cluster.ssh(&addr("app-1"), "kill -0 \"$(cat /var/lib/lab/agent.pid)\"");
+        out.status.success()
+    };
+
+    let out = lab_real(&["kill", "app-1"]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(describe(&out).contains("say --yes"), "{}", describe(&out));
+    let out = lab_real(&["partition", "app-1"]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        describe(&out).contains("network cable"),
+        "{}",
+        describe(&out)
+    );
+    assert!(agent_runs(), "a refused kill stopped the agent");
+    let a = request(&app1, "GET", "/_lab/stats", &[], None).expect("the app answers");
+    assert_eq!(a.status, 200);
+
+    let out = lab_real(&["kill", "app-1", "--yes"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(!agent_runs(), "the agent still runs");
+    assert!(
+        request(&app1, "GET", "/_lab/stats", &[], None).is_err(),
+        "the app still answers"
+    );
+    wait_for("app-1 out of the LB", NOTICED_WITHIN, || {
+        if upstreams().contains(&app1) {
+            Err("still an upstream".to_string())
+        } else {
+            Ok(())
+        }
+    });
+
+    let out = lab_real(&["restart", "app-1"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    wait_for("app-1 back in the LB", Duration::from_secs(60), || {
+        if upstreams().contains(&app1) {
+            Ok(())
+        } else {
+            Err("not an upstream yet".to_string())
+        }
+    });
 }
 
 #[test]

@@ -24,10 +24,13 @@ pub enum Role {
     Files,
     /// Our CDN edge.
     Cdn,
+    /// The floating address two or more lb boards share (keepalived, VRRP): not a role an
+    /// inventory gives, the planner adds it to every lb board when there are several.
+    Vip,
 }
 
 impl Role {
-    pub const ALL: [Role; 7] = [
+    pub const ALL: [Role; 8] = [
         Role::Lb,
         Role::App,
         Role::Cache,
@@ -35,6 +38,7 @@ impl Role {
         Role::DbReplica,
         Role::Files,
         Role::Cdn,
+        Role::Vip,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +50,7 @@ impl Role {
             Role::DbReplica => "db-replica",
             Role::Files => "files",
             Role::Cdn => "cdn",
+            Role::Vip => "vip",
         }
     }
 
@@ -62,6 +67,7 @@ impl Role {
             Role::DbMaster | Role::DbReplica => Engine::Mariadb,
             Role::Files => Engine::LabFiles,
             Role::Cdn => Engine::LabCdn,
+            Role::Vip => Engine::Keepalived,
         }
     }
 }
@@ -89,16 +95,19 @@ pub enum Engine {
     LabFiles,
     /// `lab-agent cdn`.
     LabCdn,
+    /// The distribution's keepalived (VRRP): moves the lb boards' floating address.
+    Keepalived,
 }
 
 impl Engine {
-    pub const ALL: [Engine; 6] = [
+    pub const ALL: [Engine; 7] = [
         Engine::Nginx,
         Engine::Memcached,
         Engine::Mariadb,
         Engine::LabApp,
         Engine::LabFiles,
         Engine::LabCdn,
+        Engine::Keepalived,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -109,6 +118,7 @@ impl Engine {
             Engine::LabApp => "lab-app",
             Engine::LabFiles => "lab-files",
             Engine::LabCdn => "lab-cdn",
+            Engine::Keepalived => "keepalived",
         }
     }
 

@@ -65,6 +65,21 @@ impl BoardSpec {
                         out.push("cache: memory_mb must be at least 1".into());
                     }
                 }
+                RoleConfig::Vip(v) => {
+                    let ipv4 = |s: &str| s.parse::<std::net::Ipv4Addr>().is_ok();
+                    if !ipv4(&v.address) || !ipv4(&v.own) || !v.peers.iter().all(|p| ipv4(p)) {
+                        out.push("vip: address, own and peers must be IPv4 addresses".into());
+                    }
+                    if !(1..=32).contains(&v.prefix_len) {
+                        out.push(format!("vip: prefix_len {} is not 1..=32", v.prefix_len));
+                    }
+                    if v.priority == 0 || v.priority == 255 {
+                        out.push("vip: priority must be 1..=254".into());
+                    }
+                    if v.router_id == 0 {
+                        out.push("vip: router_id must be 1..=255".into());
+                    }
+                }
                 RoleConfig::Lb(l) => {
                     if l.upstreams.is_empty() {
                         out.push("lb: no app board to send requests to".into());
@@ -153,6 +168,7 @@ pub enum RoleConfig {
     Cache(CacheConfig),
     DbMaster(DbConfig),
     DbReplica(DbConfig),
+    Vip(VipConfig),
 }
 
 impl RoleConfig {
@@ -176,6 +192,7 @@ impl RoleConfig {
             RoleConfig::Cache(_) => Role::Cache,
             RoleConfig::DbMaster(_) => Role::DbMaster,
             RoleConfig::DbReplica(_) => Role::DbReplica,
+            RoleConfig::Vip(_) => Role::Vip,
         }
     }
 }
@@ -195,6 +212,25 @@ pub struct LbConfig {
     /// How long NGINX waits for a TCP connection to an app before trying the next one (a
     /// powered-off board sends no RST, so this is what bounds a dead app's cost).
     pub connect_timeout_ms: u32,
+}
+
+/// The floating address of the lb boards: keepalived (VRRP) on each holds it on exactly one
+/// of them and moves it to another when that one stops answering. Clients use this address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VipConfig {
+    /// The floating IPv4 address.
+    pub address: String,
+    /// Its prefix length on the LAN (that of the boards' network).
+    pub prefix_len: u8,
+    /// This board's own address (VRRP adverts go from it; its interface gets the address).
+    pub own: String,
+    /// The other lb boards' addresses (adverts are sent to each: unicast VRRP).
+    pub peers: Vec<String>,
+    /// 1..=254; the highest takes the address first. Nobody takes it back (nopreempt).
+    pub priority: u8,
+    /// VRRP's virtual router id, 1..=255, the same on every lb board of a cluster.
+    pub router_id: u8,
 }
 
 /// How the LB picks an app board: the classroom switch (`[lb] algorithm` in the inventory).

@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::app::{self, App};
+use super::keepalived::{self, Vip};
 use super::mariadb::{self, Db};
 use super::memcached::{self, Cache};
 use super::nginx::{self, Lb};
@@ -84,6 +85,7 @@ enum RoleEngine {
     App(Box<App>),
     Cache(Cache),
     Db(Box<Db>),
+    Vip(Box<Vip>),
 }
 
 impl RoleEngine {
@@ -104,6 +106,9 @@ impl RoleEngine {
             RoleConfig::DbReplica(d) => {
                 RoleEngine::Db(Box::new(Db::new(d.clone(), true, &dirs.state_dir, log)))
             }
+            RoleConfig::Vip(v) => {
+                RoleEngine::Vip(Box::new(Vip::new(v.clone(), &dirs.state_dir, log)))
+            }
         }
     }
 
@@ -113,6 +118,7 @@ impl RoleEngine {
             RoleEngine::App(_) => "lab-app",
             RoleEngine::Cache(_) => "memcached",
             RoleEngine::Db(_) => "mariadbd",
+            RoleEngine::Vip(_) => "keepalived",
         }
     }
 
@@ -122,6 +128,7 @@ impl RoleEngine {
             RoleEngine::App(a) => &a.log,
             RoleEngine::Cache(c) => &c.log,
             RoleEngine::Db(d) => &d.log,
+            RoleEngine::Vip(v) => &v.log,
         }
     }
 
@@ -131,6 +138,7 @@ impl RoleEngine {
             RoleEngine::App(_) => app::READY_WITHIN,
             RoleEngine::Cache(_) => memcached::READY_WITHIN,
             RoleEngine::Db(_) => mariadb::READY_WITHIN,
+            RoleEngine::Vip(_) => keepalived::READY_WITHIN,
         }
     }
 
@@ -140,6 +148,7 @@ impl RoleEngine {
             RoleEngine::App(_) => app::STOP_DEADLINE,
             RoleEngine::Cache(_) => memcached::STOP_DEADLINE,
             RoleEngine::Db(_) => mariadb::STOP_DEADLINE,
+            RoleEngine::Vip(_) => keepalived::STOP_DEADLINE,
         }
     }
 
@@ -149,6 +158,7 @@ impl RoleEngine {
             RoleEngine::App(a) => a.prepare().await,
             RoleEngine::Cache(c) => c.prepare().await,
             RoleEngine::Db(d) => d.prepare().await,
+            RoleEngine::Vip(v) => v.prepare().await,
         }
     }
 
@@ -158,6 +168,7 @@ impl RoleEngine {
             RoleEngine::App(a) => a.ready().await,
             RoleEngine::Cache(c) => c.ready().await,
             RoleEngine::Db(d) => d.ready().await,
+            RoleEngine::Vip(v) => v.ready().await,
         }
     }
 
@@ -167,6 +178,7 @@ impl RoleEngine {
             RoleEngine::App(a) => Ok(a.message()),
             RoleEngine::Cache(c) => Ok(c.message()),
             RoleEngine::Db(d) => d.setup().await,
+            RoleEngine::Vip(v) => Ok(v.message()),
         }
     }
 
@@ -174,6 +186,8 @@ impl RoleEngine {
     async fn refresh(&mut self) -> Option<String> {
         match self {
             RoleEngine::Lb(_) | RoleEngine::App(_) | RoleEngine::Cache(_) => None,
+            // The address moves without the agent: say where it is now.
+            RoleEngine::Vip(v) => Some(v.message()),
             RoleEngine::Db(d) => {
                 let fresh = tokio::time::timeout(Duration::from_secs(1), d.message()).await;
                 match fresh {

@@ -16,6 +16,7 @@ pub fn requirement(engine: Engine) -> Option<&'static Requirement> {
         Engine::Nginx => "nginx-light",
         Engine::Memcached => "memcached",
         Engine::Mariadb => "mariadb-server",
+        Engine::Keepalived => "keepalived",
         Engine::LabApp | Engine::LabFiles | Engine::LabCdn => return None,
     };
     ENGINES.iter().find(|r| r.package == package)

@@ -131,7 +131,7 @@ mod tests {
         let c = probe_command(&["/etc/lab/agent.toml"], true).to_shell();
         assert!(c.starts_with("sudo -n -- sh -c "), "{c}");
         assert!(
-            c.ends_with(" lab-probe /etc/lab/agent.toml engine:/usr/sbin/nginx engine:/usr/bin/memcached engine:/usr/sbin/mariadbd"),
+            c.ends_with(" lab-probe /etc/lab/agent.toml engine:/usr/sbin/nginx engine:/usr/bin/memcached engine:/usr/sbin/mariadbd engine:/usr/sbin/keepalived"),
             "{c}"
         );
     }

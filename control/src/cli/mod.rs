@@ -69,12 +69,15 @@ pub enum Command {
     /// bridge, veth, mount or process is left behind).
     Down(down::DownArgs),
     /// Virtual board: pull its plug. Its network is cut first (no FIN or RST leaves), then
-    /// every process it ran dies at once. `lab restart BOARD` powers it back on.
+    /// every process it ran dies at once. `lab restart BOARD` powers it back on. Real board:
+    /// stop its agent and every engine (after asking; --yes to skip the question).
     Kill(board::BoardArgs),
-    /// Virtual board: power-cycle it (fresh boot; its disk is kept).
+    /// Virtual board: power-cycle it (fresh boot; its disk is kept). Real board: start its
+    /// agent again.
     Restart(board::BoardArgs),
-    /// Virtual board: cut its network cable; its processes keep running.
-    Partition(board::BoardArgs),
+    /// Virtual board: cut its network cable; its processes keep running. With
+    /// --from-control-plane only this host loses it, the other boards do not.
+    Partition(board::PartitionArgs),
     /// Virtual board: plug its network cable back in.
     Heal(board::BoardArgs),
     /// Run the control plane in the foreground: follow every agent's sample stream, keep an
@@ -134,7 +137,12 @@ pub fn main() -> ExitCode {
             Command::Down(a) => down::run(a).await,
             Command::Kill(a) => board::run(board::Verb::Kill, a).await,
             Command::Restart(a) => board::run(board::Verb::Restart, a).await,
-            Command::Partition(a) => board::run(board::Verb::Partition, a).await,
+            Command::Partition(a) => {
+                let verb = board::Verb::Partition {
+                    from_control_plane: a.from_control_plane,
+                };
+                board::run(verb, a.board).await
+            }
             Command::Heal(a) => board::run(board::Verb::Heal, a).await,
             Command::Serve(a) => serve::run(a).await,
             Command::Load(a) => load::run(a).await,

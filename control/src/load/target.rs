@@ -84,8 +84,9 @@ pub fn parse_url(text: &str) -> anyhow::Result<TargetUrl> {
     })
 }
 
-/// The URL of the cluster's load balancer: the first board (inventory order) that plays `lb`,
-/// at the host its agent is reached on (an `~/.ssh/config` alias resolved to its `HostName`).
+/// The URL of the cluster's load balancer: the lb boards' floating address when they share
+/// one, else the first board (inventory order) that plays `lb`, at the host its agent is
+/// reached on (an `~/.ssh/config` alias resolved to its `HostName`).
 pub fn lb_url(inv: &Inventory, ssh_config: Option<&SshConfig>) -> anyhow::Result<String> {
     let roles = planned_roles(inv, &Topology::default());
     let board = inv
@@ -98,7 +99,12 @@ pub fn lb_url(inv: &Inventory, ssh_config: Option<&SshConfig>) -> anyhow::Result
                 inv.path.display()
             )
         })?;
-    let address = agent_host(board, ssh_config);
+    // Several lb boards sharing a floating address: that address, whichever board holds it.
+    let floating = roles.values().any(|r| r.contains(&Role::Vip));
+    let address = match (floating, inv.lb.floating_address) {
+        (true, Some((address, _))) => address.to_string(),
+        _ => agent_host(board, ssh_config),
+    };
     let host = if address.contains(':') {
         format!("[{address}]")
     } else {

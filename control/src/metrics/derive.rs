@@ -287,7 +287,7 @@ pub fn key_figure(
                 .or_else(from_gauge)
                 .map(|v| make("hit ratio", v, "%"))
         }
-        Role::Files => None,
+        Role::Files | Role::Vip => None,
     }
 }
 

@@ -69,6 +69,12 @@ pub fn start_words(config: &RoleConfig) -> String {
                 .unwrap_or("(no primary)")
         ),
         RoleConfig::Cache(c) => format!("memcached on {}:{}, {} MiB", c.bind, c.port, c.memory_mb),
+        RoleConfig::Vip(v) => format!(
+            "keepalived: floating address {} shared with {} (priority {})",
+            v.address,
+            v.peers.join(", "),
+            v.priority
+        ),
         RoleConfig::DbMaster(d) => format!(
             "mariadb primary on {}:{}, server id {}",
             d.bind, d.port, d.server_id

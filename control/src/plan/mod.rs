@@ -23,7 +23,8 @@ use std::net::IpAddr;
 
 use lab_api::spec::{
     AppConfig, AppDb, BoardSpec, CacheConfig, CachePeer, DbConfig, DbPeer, LbConfig, RoleConfig,
-    Upstream, APP_PORT, APP_SCHEMA, LB_PORT, LB_STATUS_PORT, MARIADB_PORT, MEMCACHED_PORT,
+    Upstream, VipConfig, APP_PORT, APP_SCHEMA, LB_PORT, LB_STATUS_PORT, MARIADB_PORT,
+    MEMCACHED_PORT,
 };
 use lab_api::Role;
 use serde::Serialize;
@@ -69,7 +70,7 @@ pub struct Plan {
 pub fn has_engine(role: Role) -> bool {
     matches!(
         role,
-        Role::Lb | Role::App | Role::Cache | Role::DbMaster | Role::DbReplica
+        Role::Lb | Role::App | Role::Cache | Role::DbMaster | Role::DbReplica | Role::Vip
     )
 }
 
@@ -79,8 +80,8 @@ pub fn planned_roles(inv: &Inventory, stored: &Topology) -> BTreeMap<String, Vec
     resolve(inv, stored).0
 }
 
-/// `http://<address>/` of the first lb board (auto roles resolved), where clients enter the
-/// cluster; None without an lb board.
+/// `http://<address>/` where clients enter the cluster: the lb boards' floating address when
+/// they share one, else the first lb board's (auto roles resolved); None without an lb board.
 pub fn entry_url(inv: &Inventory, state_dir: &std::path::Path) -> Option<String> {
     let stored = topology::load(state_dir).unwrap_or_default();
     let roles = planned_roles(inv, &stored);
@@ -88,15 +89,28 @@ pub fn entry_url(inv: &Inventory, state_dir: &std::path::Path) -> Option<String>
         .boards
         .iter()
         .find(|b| roles.get(&b.name).is_some_and(|r| r.contains(&Role::Lb)))?;
-    let host = match board.address.parse::<IpAddr>() {
-        Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
-        _ => board.address.clone(),
+    let floating = roles.values().any(|r| r.contains(&Role::Vip));
+    let host = match (floating, &inv.lb.floating_address) {
+        (true, Some((address, _))) => address.to_string(),
+        _ => match board.address.parse::<IpAddr>() {
+            Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
+            _ => board.address.clone(),
+        },
     };
     Some(if LB_PORT == 80 {
         format!("http://{host}/")
     } else {
         format!("http://{host}:{LB_PORT}/")
     })
+}
+
+/// VRRP's virtual router id for `cluster` (1..=255, the same on every lb board): a hash of
+/// the name, so two clusters on one LAN are unlikely to share it (adverts are unicast anyway).
+pub fn vrrp_router_id(cluster: &str) -> u8 {
+    let hash = cluster.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    (hash % 255) as u8 + 1
 }
 
 /// Roles per board, the topology decision, and the auto planner's reasons.
@@ -128,10 +142,13 @@ fn resolve(
         .collect();
     let decision = topology::decide(&members, inv.db.preferred_primary.as_deref(), stored);
     let primary = decision.topology.primary.clone();
+    // Two or more lb boards share the floating address, when there is one.
+    let lbs = given.values().filter(|r| r.contains(&Role::Lb)).count();
+    let floating = lbs >= 2 && inv.lb.floating_address.is_some();
     let roles = given
         .into_iter()
         .map(|(name, roles)| {
-            let roles = roles
+            let mut roles: Vec<Role> = roles
                 .into_iter()
                 .map(|r| match r {
                     r if is_db(&r) && primary.as_deref() == Some(name.as_str()) => Role::DbMaster,
@@ -139,6 +156,9 @@ fn resolve(
                     other => other,
                 })
                 .collect();
+            if floating && roles.contains(&Role::Lb) {
+                roles.push(Role::Vip);
+            }
             (name, roles)
         })
         .collect();
@@ -214,6 +234,33 @@ pub fn desired(
     if upstreams.is_empty() && !with_role(Role::Lb).is_empty() {
         reasons.push("lb waits: no board has the app role to send requests to".into());
     }
+    let lbs = with_role(Role::Lb);
+    let mut vip_peers = Vec::new();
+    for b in &lbs {
+        vip_peers.push((b.name.clone(), address(&b.name)?.to_string()));
+    }
+    match (lbs.as_slice(), inv.lb.floating_address) {
+        ([only], _) => reasons.push(format!(
+            "{} is the only lb board: the single point of failure (when it dies clients \
+             reach nothing); a second lb board gets a floating address that moves",
+            only.name
+        )),
+        ([_, _, ..], Some((address, _))) => reasons.push(format!(
+            "{} share the floating address {address} (keepalived, VRRP): clients use \
+             http://{address}/, and it moves when its holder dies",
+            vip_peers
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        ([_, _, ..], None) => reasons.push(
+            "several lb boards but no [lb] floating_address: each is reached at its own \
+             address, and clients of a dead one reach nothing"
+                .into(),
+        ),
+        _ => {}
+    }
     if app_db.primary.is_none() && !with_role(Role::App).is_empty() {
         reasons.push("app waits: no board has a db role (the app needs a database)".into());
     }
@@ -246,6 +293,27 @@ pub fn desired(
                     upstreams: upstreams.clone(),
                     connect_timeout_ms: LB_CONNECT_TIMEOUT_MS,
                 }),
+                Role::Vip => match (&inv.lb.floating_address, upstreams.is_empty()) {
+                    (Some((address, prefix_len)), false) => {
+                        let rank = vip_peers.iter().position(|(n, _)| n == &b.name);
+                        RoleConfig::Vip(VipConfig {
+                            address: address.to_string(),
+                            prefix_len: *prefix_len,
+                            own: bind.clone(),
+                            peers: vip_peers
+                                .iter()
+                                .filter(|(n, _)| n != &b.name)
+                                .map(|(_, a)| a.clone())
+                                .collect(),
+                            priority: 200u8.saturating_sub(rank.unwrap_or(0).min(199) as u8),
+                            router_id: vrrp_router_id(&inv.cluster.name),
+                        })
+                    }
+                    _ => {
+                        waiting.push(role);
+                        continue;
+                    }
+                },
                 Role::App if app_db.primary.is_none() => {
                     waiting.push(role);
                     continue;
@@ -438,6 +506,55 @@ memory = "256MiB"
             .copied()
             .collect();
         assert_eq!(ids.len(), 3);
+    }
+
+    #[test]
+    fn one_lb_is_called_the_single_point_of_failure_and_two_share_an_address() {
+        let (inv, addrs) = inventory(WEB);
+        let plan = desired(&inv, &addrs, &Topology::default(), &users()).expect("plan");
+        assert!(
+            plan.reasons
+                .iter()
+                .any(|r| r.contains("lb-1 is the only lb board: the single point of failure")),
+            "{:?}",
+            plan.reasons
+        );
+        assert!(plan.boards.iter().all(|b| !b.roles.contains(&Role::Vip)));
+
+        let two = WEB.replace(
+            "[[board]]\nname = \"app-1\"",
+            "[[board]]\nname = \"lb-2\"\naddress = \"10.80.0.11\"\nroles = [\"lb\"]\n\
+             [[board]]\nname = \"app-1\"",
+        );
+        let (inv, addrs) = inventory(&two);
+        let plan = desired(&inv, &addrs, &Topology::default(), &users()).expect("plan");
+        let vip = |n: &str| {
+            let b = plan.boards.iter().find(|b| b.board == n).expect(n);
+            assert_eq!(b.roles, vec![Role::Lb, Role::Vip]);
+            match &b.spec.roles[1] {
+                RoleConfig::Vip(v) => v.clone(),
+                other => panic!("{other:?}"),
+            }
+        };
+        let (one, other) = (vip("lb-1"), vip("lb-2"));
+        // The subnet's last host, on both; each names the other; lb-1 first.
+        assert_eq!((one.address.as_str(), one.prefix_len), ("10.80.0.254", 24));
+        assert_eq!(one.address, other.address);
+        assert_eq!(
+            (one.own.as_str(), one.peers.clone()),
+            ("10.80.0.10", vec!["10.80.0.11".to_string()])
+        );
+        assert_eq!(other.peers, vec!["10.80.0.10".to_string()]);
+        assert!(one.priority > other.priority);
+        assert_eq!(one.router_id, other.router_id);
+        assert!(plan
+            .reasons
+            .iter()
+            .any(|r| r.contains("share the floating address 10.80.0.254")));
+        assert_eq!(
+            entry_url(&inv, std::path::Path::new("/nonexistent")).as_deref(),
+            Some("http://10.80.0.254/")
+        );
     }
 
     const WEB: &str = r#"

@@ -51,8 +51,8 @@ pub struct VirtualBoardState {
     pub address: Ipv4Addr,
     /// Whether its init is alive.
     pub running: bool,
-    /// Whether its link is cut (host-side veth exists and is down): after `partition`, and
-    /// after `kill` until the next boot.
+    /// Whether its link is cut (host-side veth exists and is down: after `partition`, and
+    /// after `kill` until the next boot) or only its path to the control plane.
     pub partitioned: bool,
     /// Host PID of its init, when running.
     pub init_pid: Option<u32>,
@@ -220,11 +220,24 @@ pub fn partition(spec: &VirtualClusterSpec, board: &str) -> Result<(), VirtError
     net::set_board_link(spec, board, false)
 }
 
-/// Restore the board's network after [`partition`].
+/// Cut only the board's path to the control plane (the host): the other boards still reach
+/// it and it them. This is how a board that "lost only the control plane" looks.
+pub fn partition_from_control_plane(
+    spec: &VirtualClusterSpec,
+    board: &str,
+) -> Result<(), VirtError> {
+    spec.validate()?;
+    spec.board(board)?;
+    let _lock = lock::lock(spec)?;
+    net::set_control_plane_route(spec, board, true)
+}
+
+/// Restore the board's network after [`partition`] or [`partition_from_control_plane`].
 pub fn heal(spec: &VirtualClusterSpec, board: &str) -> Result<(), VirtError> {
     spec.validate()?;
     spec.board(board)?;
     let _lock = lock::lock(spec)?;
+    net::set_control_plane_route(spec, board, false)?;
     net::set_board_link(spec, board, true)
 }
 
@@ -272,9 +285,10 @@ fn boot(
     Ok(())
 }
 
+/// Link cut, or only the path to the control plane cut.
 fn is_partitioned(spec: &VirtualClusterSpec, board: &str) -> bool {
     let veth = names::host_veth_name(&spec.cluster, board);
-    net::link_exists(&veth) && !net::link_is_up(&veth)
+    net::link_exists(&veth) && (!net::link_is_up(&veth) || net::control_plane_cut(spec, board))
 }
 
 /// Boards of the spec, plus any board directory under `<state_dir>/virtual` with a valid

@@ -177,6 +177,47 @@ pub(crate) fn set_board_link(
     Ok(())
 }
 
+/// Cut (`true`) or restore (`false`) the board's path to the host, where the control plane
+/// runs, and nothing else: a blackhole route to the gateway address inside the board's
+/// namespace drops every packet the board sends to the host (the host's SYNs arrive, its
+/// answers never leave), while the other boards, on the same link, are reached as before.
+pub(crate) fn set_control_plane_route(
+    spec: &VirtualClusterSpec,
+    board: &str,
+    cut: bool,
+) -> Result<(), VirtError> {
+    let target = Target::board(&spec.cluster, board);
+    let ns = netns_name(&spec.cluster, board);
+    if !netns_exists(&ns) {
+        return Err(VirtError::NotCreated { target, device: ns });
+    }
+    let gateway = format!("{}/32", spec.gateway());
+    if cut {
+        run(
+            &target,
+            "ip",
+            &["-n", &ns, "route", "replace", "blackhole", &gateway],
+        )?;
+    } else if control_plane_cut(spec, board) {
+        run(
+            &target,
+            "ip",
+            &["-n", &ns, "route", "del", "blackhole", &gateway],
+        )?;
+    }
+    Ok(())
+}
+
+/// Whether the board's namespace holds the blackhole route of [`set_control_plane_route`].
+pub(crate) fn control_plane_cut(spec: &VirtualClusterSpec, board: &str) -> bool {
+    let ns = netns_name(&spec.cluster, board);
+    let gateway = spec.gateway().to_string();
+    std::process::Command::new("ip")
+        .args(["-n", &ns, "route", "show", "type", "blackhole", &gateway])
+        .output()
+        .is_ok_and(|out| out.status.success() && !out.stdout.trim_ascii().is_empty())
+}
+
 #[derive(Debug, Deserialize)]
 struct Route {
     dst: String,
