@@ -59,7 +59,9 @@ fn dead_app_and_cache_leave_their_peers_and_come_back() {
     assert!(app2_config().contains(&cache2), "{}", app2_config());
 
     // Reads only (the sign-ups and logins come first), so every request may be retried.
-    let load = start_reads(&cluster, &lb, &app1);
+    // About five seconds of them first (app-1 sees half): the cache warm, its hit ratio's
+    // level measured.
+    let load = start_reads(&cluster, &lb, &app1, 100);
 
     // Pull two plugs at once.
     let killed = std::time::Instant::now();
@@ -91,6 +93,17 @@ fn dead_app_and_cache_leave_their_peers_and_come_back() {
     let summary = finish_reads(load, "no failed GET through the kill");
     // lab load's own output is marked with what the control plane noticed and did.
     let marked = summary["events"].as_array().cloned().unwrap_or_default();
+    let killed_at = marked
+        .iter()
+        .find(|e| {
+            e["board"] == "cache-2"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("lab kill"))
+        })
+        .and_then(|e| e["at_s"].as_f64())
+        .unwrap_or_else(|| panic!("lab kill marked in lab load's output: {summary}"));
+    hit_ratio_recovery(&cluster.dir.path().join("load/timeline.json"), killed_at);
     assert!(
         marked
             .iter()
@@ -557,7 +570,7 @@ fn without_the_control_plane_the_cluster_serves_and_heals_once_it_is_back() {
         assert!(out.status.success(), "{}", describe(&out));
         String::from_utf8_lossy(&out.stdout).to_string()
     };
-    let load = start_reads(&cluster, &lb, &app1);
+    let load = start_reads(&cluster, &lb, &app1, 40);
 
     // The control plane's plug pulled, then an app's.
     let pid_file = cluster.state_dir().join("serve.pid");
@@ -632,10 +645,10 @@ fn without_the_control_plane_the_cluster_serves_and_heals_once_it_is_back() {
     let _ = serve.wait();
 }
 
-/// Two lb boards: keepalived holds the cluster's floating address on one (the higher
-/// priority), `lab load` aims at it by default, and when its holder's plug is pulled the
-/// address moves to the other board and requests flow again; the dead board, powered on,
-/// does not take the address back (nopreempt: no second move).
+/// Two lb boards: keepalived holds the cluster's floating address on exactly one (whichever
+/// came up first: nopreempt), `lab load` aims at it by default, and when its holder's plug is
+/// pulled the address moves to the other board and requests flow again; the dead board,
+/// powered on, does not take the address back (no second move).
 #[test]
 fn two_lb_boards_share_an_address_that_moves_when_its_holder_dies() {
     let cluster = TestCluster::with_board_lines(
@@ -663,11 +676,12 @@ fn two_lb_boards_share_an_address_that_moves_when_its_holder_dies() {
         String::from_utf8_lossy(&out.stdout).contains(&format!("inet {vip}/"))
     };
     let holder = || -> Vec<&str> { ["lb-1", "lb-2"].into_iter().filter(|b| holds(b)).collect() };
-    wait_for(
-        "lb-1 holding the address",
+    let (first, second) = wait_for(
+        "one lb board holding the address",
         Duration::from_secs(30),
         || match holder().as_slice() {
-            ["lb-1"] => Ok(()),
+            ["lb-1"] => Ok(("lb-1", "lb-2")),
+            ["lb-2"] => Ok(("lb-2", "lb-1")),
             other => Err(format!("held by {other:?}")),
         },
     );
@@ -701,15 +715,19 @@ fn two_lb_boards_share_an_address_that_moves_when_its_holder_dies() {
         }
     });
     let killed = std::time::Instant::now();
-    cluster.lab_ok(&["kill", "lb-1"]);
-    // (lb-1 is not asked: its ssh would wait for a board that is gone.)
-    wait_for("lb-2 holding the address", Duration::from_secs(20), || {
-        if holds("lb-2") {
-            Ok(())
-        } else {
-            Err("not yet".to_string())
-        }
-    });
+    cluster.lab_ok(&["kill", first]);
+    // (The dead board is not asked: its ssh would wait for a board that is gone.)
+    wait_for(
+        "the other board holding the address",
+        Duration::from_secs(20),
+        || {
+            if holds(second) {
+                Ok(())
+            } else {
+                Err("not yet".to_string())
+            }
+        },
+    );
     let moved = killed.elapsed();
     let a = request(&vip80, "GET", "/", &[], None).expect("GET after the move");
     assert_eq!(a.status, 200, "{a:?}");
@@ -726,7 +744,7 @@ fn two_lb_boards_share_an_address_that_moves_when_its_holder_dies() {
         summary["failed"].as_u64().unwrap_or(0),
     );
     println!(
-        "address on lb-2 {moved:?} after lb-1's kill; lab load: ok {ok} failed {failed} \
+        "address moved to {second} {moved:?} after {first}'s kill; lab load: ok {ok} failed {failed} \
          p99 {} ms max {} ms; errors {}",
         summary["latency_ms"]["p99"], summary["latency_ms"]["max"], summary["errors"]
     );
@@ -734,17 +752,21 @@ fn two_lb_boards_share_an_address_that_moves_when_its_holder_dies() {
     assert!(ok > 600, "{summary}");
     assert!(failed <= 40 * (moved.as_secs() + 3), "{summary}");
 
-    // lb-1 powered on: it stands by, the address stays where it is.
-    cluster.lab_ok(&["restart", "lb-1"]);
-    wait_for("lb-1 standing by", Duration::from_secs(60), || {
-        let status = cluster.status_json().to_string();
-        if status.contains(&format!("standing by for {vip}")) {
-            Ok(())
-        } else {
-            Err("lb-1's vip role not running yet".into())
-        }
-    });
-    assert_eq!(holder(), vec!["lb-2"], "the address moved back");
+    // The dead board powered on: it stands by, the address stays where it is.
+    cluster.lab_ok(&["restart", first]);
+    wait_for(
+        "the old holder standing by",
+        Duration::from_secs(60),
+        || {
+            let status = cluster.status_json().to_string();
+            if status.contains(&format!("standing by for {vip}")) {
+                Ok(())
+            } else {
+                Err("its vip role not running yet".into())
+            }
+        },
+    );
+    assert_eq!(holder(), vec![second], "the address moved back");
 }
 
 /// The same boards seen as real ones (an inventory without `[virtual]`, the same state):
@@ -934,7 +956,7 @@ fn a_dead_replica_costs_no_read() {
     let app_reads_from = |board: &str| app_reads_from(&cluster, "app-1", board);
     assert!(app_reads_from("db-2"));
 
-    let load = start_reads(&cluster, &lb, &app1);
+    let load = start_reads(&cluster, &lb, &app1, 40);
     let killed = std::time::Instant::now();
     cluster.lab_ok(&["kill", "db-2"]);
     wait_for("db-2 out of app-1's read list", NOTICED_WITHIN, || {
@@ -963,6 +985,49 @@ fn a_dead_replica_costs_no_read() {
     );
 }
 
+/// From `lab load`'s per-second timeline: the cache hit ratio before a cache board's kill at
+/// `killed_at` (seconds into the run), its lowest second after, and when it was back at 90 %
+/// of its level (printed for bench/failover; the run must get back there).
+fn hit_ratio_recovery(timeline: &std::path::Path, killed_at: f64) {
+    let text = std::fs::read_to_string(timeline).expect("timeline.json");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&text).expect("timeline is JSON");
+    let ratio = |r: &serde_json::Value| {
+        let (h, m) = (r["hits"].as_f64()?, r["misses"].as_f64()?);
+        (h + m > 0.0).then(|| h / (h + m))
+    };
+    let t = |r: &serde_json::Value| r["t"].as_f64().unwrap_or(0.0);
+    // Whole seconds before the kill, the first two (warming) left out.
+    let before: Vec<f64> = rows
+        .iter()
+        .filter(|r| t(r) > 2.0 && t(r) <= killed_at)
+        .filter_map(ratio)
+        .collect();
+    assert!(!before.is_empty(), "no second before the kill: {rows:?}");
+    let level = before.iter().sum::<f64>() / before.len() as f64;
+    let after: Vec<(f64, f64)> = rows
+        .iter()
+        .filter(|r| t(r) > killed_at)
+        .filter_map(|r| Some((t(r), ratio(r)?)))
+        .collect();
+    let lowest = after.iter().map(|(_, v)| *v).fold(f64::MAX, f64::min);
+    // The first second after the dip that is back at 90 % of the level (the row's end).
+    let dip = after
+        .iter()
+        .position(|(_, v)| *v < 0.9 * level)
+        .unwrap_or(0);
+    let back = after[dip..]
+        .iter()
+        .find(|(_, v)| *v >= 0.9 * level)
+        .map(|(t, _)| t - killed_at)
+        .unwrap_or_else(|| panic!("the hit ratio never came back to 90% of {level}: {after:?}"));
+    println!(
+        "hit ratio: {:.1}% before the cache kill, lowest {:.1}% after, back at 90% of its level \
+         {back:.1}s after the kill",
+        level * 100.0,
+        lowest * 100.0
+    );
+}
+
 /// `lab serve`'s event log so far (empty before it writes one).
 fn events(cluster: &TestCluster) -> String {
     std::fs::read_to_string(cluster.state_dir().join("events.jsonl")).unwrap_or_default()
@@ -986,11 +1051,12 @@ fn app_reads_from(cluster: &TestCluster, app: &str, replica: &str) -> bool {
 }
 
 /// `lab load` reads through the LB at `lb` (40/s for 20 s) in a thread, returned once the
-/// app at `app` has seen its first second of them.
+/// app at `app` has seen `first` of them (40: the first second).
 fn start_reads(
     cluster: &TestCluster,
     lb: &str,
     app: &str,
+    first: u64,
 ) -> std::thread::JoinHandle<std::process::Output> {
     let (inventory, out_dir) = (cluster.inventory.clone(), cluster.dir.path().join("load"));
     let url = format!("http://{lb}/");
@@ -1009,7 +1075,7 @@ fn start_reads(
         let n = request(app, "GET", "/_lab/stats", &[], None)?.json()["requests_total"]
             .as_u64()
             .unwrap_or(0);
-        if n >= 40 || load.is_finished() {
+        if n >= first || load.is_finished() {
             Ok(())
         } else {
             Err(format!("{n} requests so far"))

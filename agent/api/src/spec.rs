@@ -227,7 +227,8 @@ pub struct VipConfig {
     pub own: String,
     /// The other lb boards' addresses (adverts are sent to each: unicast VRRP).
     pub peers: Vec<String>,
-    /// 1..=254; the highest takes the address first. Nobody takes it back (nopreempt).
+    /// 1..=254; the highest wins when boards start together. Nobody takes the address back
+    /// from a live holder (nopreempt).
     pub priority: u8,
     /// VRRP's virtual router id, 1..=255, the same on every lb board of a cluster.
     pub router_id: u8,

@@ -1,8 +1,9 @@
 //! The vip role: keepalived (VRRP) holding the lb boards' floating address on one of them.
 //! The config is rendered from the spec into `<state>/vip/keepalived.conf` ([`render_config`],
 //! pure) and keepalived runs in the foreground, VRRP only, logging to the role's log. Every lb
-//! board starts as BACKUP with `nopreempt`: the highest priority takes the address first, and
-//! a board that comes back never takes it back (no second move). Adverts go unicast to the
+//! board starts as BACKUP with `nopreempt`: the first to come up takes the address (the
+//! highest priority when they start together), and a board that comes back never takes it
+//! back (no second move). Adverts go unicast to the
 //! other lb boards, so clusters sharing a LAN (or a host's bridges) cannot disturb each other.
 //! Ready once the VRRP process has written its pid file; the message says whether this board
 //! holds the address now (refreshed: it moves without the agent doing anything).

@@ -54,6 +54,7 @@ pub async fn run(verb: Verb, args: BoardArgs) -> anyhow::Result<ExitCode> {
         return real_board(verb, board, args.yes, inv).await;
     }
     let ctx = ClusterContext::open_existing(inv)?;
+    let state_dir = ctx.state.root().to_path_buf();
     let name = board.name.clone();
     let what = tokio::task::spawn_blocking(move || -> anyhow::Result<&'static str> {
         let spec = crate::virt::inventory::virtual_spec(&ctx)?;
@@ -85,8 +86,29 @@ pub async fn run(verb: Verb, args: BoardArgs) -> anyhow::Result<ExitCode> {
         })
     })
     .await??;
+    record(&state_dir, &board.name, verb, what);
     println!("{}: {what}", board.name);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The switch thrown, in the event log: the timeline (`lab events`, `lab load`'s marks)
+/// starts at the cause, not at the first missed heartbeat.
+fn record(state_dir: &std::path::Path, board: &str, verb: Verb, what: &str) {
+    let name = match verb {
+        Verb::Kill => "lab kill",
+        Verb::Restart => "lab restart",
+        Verb::Partition { .. } => "lab partition",
+        Verb::Heal => "lab heal",
+    };
+    let event = crate::metrics::events::Event {
+        ts_ms: crate::metrics::events::now_ms(),
+        board: board.to_string(),
+        kind: crate::metrics::events::EventKind::Info,
+        message: format!("{name}: {what}"),
+    };
+    if let Err(e) = crate::metrics::events::append_from_outside(state_dir, &event) {
+        eprintln!("note: {name} not written to the event log: {e}");
+    }
 }
 
 /// A real board: `kill` stops its agent (which stops every engine whole first), `restart`
@@ -120,6 +142,7 @@ async fn real_board(
         _ => {}
     }
     let ctx = ClusterContext::open_existing(inv)?;
+    let state_dir = ctx.state.root().to_path_buf();
     let target = ctx.ssh_target(&board);
     let host_keys = ctx.host_keys.clone();
     let name = board.name.clone();
@@ -137,14 +160,12 @@ async fn real_board(
         Ok(())
     })
     .await??;
-    println!(
-        "{}: {}",
-        board.name,
-        match verb {
-            Verb::Kill => "lab-agent and its engines stopped (`lab restart` starts them again)",
-            _ => "lab-agent (re)started; its roles come back from its stored spec",
-        }
-    );
+    let what = match verb {
+        Verb::Kill => "lab-agent and its engines stopped (`lab restart` starts them again)",
+        _ => "lab-agent (re)started; its roles come back from its stored spec",
+    };
+    record(&state_dir, &board.name, verb, what);
+    println!("{}: {what}", board.name);
     Ok(ExitCode::SUCCESS)
 }
 

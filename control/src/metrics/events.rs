@@ -94,6 +94,28 @@ impl EventLog {
     }
 }
 
+/// Appends `event` to `<state_dir>/events.jsonl` from another process than `lab serve` (what
+/// `lab kill` and the other switches did, so the timeline starts at the cause): one
+/// `O_APPEND` write of one line, which lands whole between `lab serve`'s own lines.
+/// Blocking; best effort (a timeline without the line is still a timeline).
+pub fn append_from_outside(state_dir: &std::path::Path, event: &Event) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut line = serde_json::to_vec(event).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(state_dir.join(super::client::EVENTS_FILE))?
+        .write_all(&line)
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 async fn write_lines(
     path: PathBuf,
     mut rx: mpsc::UnboundedReceiver<Event>,
