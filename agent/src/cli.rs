@@ -51,6 +51,11 @@ pub enum Command {
     /// switches to it without dropping requests; SIGTERM or SIGINT stop accepting, finish
     /// the requests in flight and exit.
     App(AppArgs),
+    /// Run the file store (the files role; the agent starts it, with its config file).
+    ///
+    /// Serves the config's buckets on its address, objects kept under --data. SIGTERM or
+    /// SIGINT stop accepting, finish the transfers in flight and exit.
+    Files(FilesArgs),
 }
 
 /// Options of `serve`.
@@ -95,6 +100,17 @@ pub struct AppArgs {
     /// The app's configuration (JSON, written by the agent).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
+}
+
+/// Options of `files`.
+#[derive(Debug, Args)]
+pub struct FilesArgs {
+    /// The store's configuration (JSON, written by the agent).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Where the buckets' objects live.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
 }
 
 /// Options of `stop`.

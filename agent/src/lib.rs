@@ -50,6 +50,7 @@ pub mod cmd;
 pub mod collect;
 pub mod config;
 pub mod engine;
+pub mod files;
 pub mod host;
 pub mod hostmetrics;
 pub mod logging;

@@ -99,6 +99,11 @@ pub fn spec_collectors(spec: &Held, db_socket: &Path) -> Vec<CollectorConfig> {
                         db_socket.display()
                     ),
                 },
+                RoleConfig::Files(f) => CollectorConfig {
+                    role: role.role(),
+                    engine: Engine::LabFiles,
+                    address: format!("http://{}:{}{}", f.bind, f.port, lab_api::files::STATS),
+                },
                 // keepalived has no figures to sample; where the address is shows in health.
                 RoleConfig::Vip(_) => return None,
             })

@@ -270,7 +270,22 @@ pub struct Inventory {
     pub db: DbGroup,
     /// How the lb boards spread requests over the app boards (`[lb] algorithm`).
     pub lb: LbSettings,
+    /// Which files board holds which bucket (`[files.<bucket>]`); None: the default
+    /// placement (the plan spreads avatars, invoices and videos over the files boards).
+    pub files: Option<Vec<BucketPlacement>>,
 }
+
+/// `[files.<bucket>]`: a bucket placed on a files board by purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketPlacement {
+    pub name: String,
+    pub board: String,
+    /// The largest object the bucket takes (`max_object = "5MiB"`).
+    pub max_object_bytes: u64,
+}
+
+/// A bucket's largest object when `max_object` is not given.
+pub const DEFAULT_MAX_OBJECT: u64 = 100 << 20;
 
 /// `[lb]`: the load balancers' settings, the classroom switch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -365,6 +380,14 @@ struct RawInventory {
     board: Vec<Spanned<RawBoard>>,
     db: Option<Spanned<RawDb>>,
     lb: Option<Spanned<RawLb>>,
+    files: Option<std::collections::BTreeMap<String, Spanned<RawBucket>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBucket {
+    board: Spanned<String>,
+    max_object: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -787,6 +810,62 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
             (!taken).then_some((last, net.prefix_len))
         }),
     };
+    let files = raw.files.as_ref().map(|table| {
+        let mut placed = Vec::new();
+        for (name, bucket) in table {
+            let raw = bucket.get_ref();
+            if !lab_api::files::is_bucket_name(name) {
+                problem(
+                    bucket.span(),
+                    None,
+                    format!("[files.{name}]: a bucket name is a-z, 0-9 and -, 1 to 63 characters"),
+                );
+                continue;
+            }
+            let board = raw.board.get_ref();
+            match boards.iter().find(|b| &b.name == board) {
+                None => problem(
+                    raw.board.span(),
+                    None,
+                    format!("[files.{name}]: no board `{board}`"),
+                ),
+                Some(b) if !matches!(&b.roles, RoleSpec::Given(r) if r.contains(&Role::Files)) => {
+                    problem(
+                        raw.board.span(),
+                        None,
+                        format!(
+                            "[files.{name}]: board `{board}` has no files role (roles = [\"files\"])"
+                        ),
+                    )
+                }
+                Some(_) => {}
+            }
+            let max_object_bytes = match &raw.max_object {
+                None => DEFAULT_MAX_OBJECT,
+                Some(text) => match parse_memory(text.get_ref()) {
+                    Ok(0) => {
+                        problem(text.span(), None, format!("[files.{name}] max_object must be more than 0"));
+                        continue;
+                    }
+                    Ok(n) => n,
+                    Err(msg) => {
+                        problem(
+                            text.span(),
+                            None,
+                            format!("[files.{name}] max_object: {}", msg.replacen("memory", "size", 1)),
+                        );
+                        continue;
+                    }
+                },
+            };
+            placed.push(BucketPlacement {
+                name: name.clone(),
+                board: board.clone(),
+                max_object_bytes,
+            });
+        }
+        placed
+    });
     if !problems.is_empty() {
         problems.sort_by_key(|p| p.line);
         return Err(invalid(problems));
@@ -798,6 +877,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
         boards,
         db,
         lb,
+        files,
     })
 }
 
@@ -1309,6 +1389,21 @@ arch = "arm64"
                 "floating address outside the virtual subnet",
                 "[cluster]\nname=\"c\"\n[virtual]\nsubnet=\"10.9.0.0/24\"\n[lb]\nfloating_address=\"10.9.1.5\"\n[[board]]\nname=\"a\"\naddress=\"10.9.0.2\"\nroles=[\"lb\"]\n",
                 "inv.toml:6: [lb] floating_address: 10.9.1.5 is not a free host address of the virtual subnet 10.9.0.0/24",
+            ),
+            (
+                "bucket on a board without the files role",
+                "[cluster]\nname=\"c\"\n[files.avatars]\nboard=\"a\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"app\"]\n",
+                "inv.toml:4: [files.avatars]: board `a` has no files role",
+            ),
+            (
+                "bucket on no board",
+                "[cluster]\nname=\"c\"\n[files.avatars]\nboard=\"nope\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"files\"]\n",
+                "inv.toml:4: [files.avatars]: no board `nope`",
+            ),
+            (
+                "bad bucket name and size",
+                "[cluster]\nname=\"c\"\n[files.Avatars]\nboard=\"a\"\n[files.videos]\nboard=\"a\"\nmax_object=\"5MB\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"files\"]\n",
+                "[files.Avatars]: a bucket name is a-z, 0-9 and -",
             ),
             (
                 "vip given by hand",

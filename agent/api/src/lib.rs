@@ -20,6 +20,7 @@
 pub mod app;
 pub mod backoff;
 pub mod cgroup;
+pub mod files;
 pub mod metrics;
 pub mod prometheus;
 pub mod roles;

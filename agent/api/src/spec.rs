@@ -65,6 +65,21 @@ impl BoardSpec {
                         out.push("cache: memory_mb must be at least 1".into());
                     }
                 }
+                RoleConfig::Files(f) => {
+                    let mut seen = Vec::new();
+                    for b in &f.buckets {
+                        if !crate::files::is_bucket_name(&b.name) {
+                            out.push(format!("files: `{}` is not a bucket name", b.name));
+                        }
+                        if seen.contains(&&b.name) {
+                            out.push(format!("files: bucket `{}` appears twice", b.name));
+                        }
+                        seen.push(&b.name);
+                        if b.max_object_bytes == 0 {
+                            out.push(format!("files: bucket `{}` takes no object", b.name));
+                        }
+                    }
+                }
                 RoleConfig::Vip(v) => {
                     let ipv4 = |s: &str| s.parse::<std::net::Ipv4Addr>().is_ok();
                     if !ipv4(&v.address) || !ipv4(&v.own) || !v.peers.iter().all(|p| ipv4(p)) {
@@ -169,6 +184,7 @@ pub enum RoleConfig {
     DbMaster(DbConfig),
     DbReplica(DbConfig),
     Vip(VipConfig),
+    Files(FilesConfig),
 }
 
 impl RoleConfig {
@@ -193,6 +209,7 @@ impl RoleConfig {
             RoleConfig::DbMaster(_) => Role::DbMaster,
             RoleConfig::DbReplica(_) => Role::DbReplica,
             RoleConfig::Vip(_) => Role::Vip,
+            RoleConfig::Files(_) => Role::Files,
         }
     }
 }
@@ -212,6 +229,31 @@ pub struct LbConfig {
     /// How long NGINX waits for a TCP connection to an app before trying the next one (a
     /// powered-off board sends no RST, so this is what bounds a dead app's cost).
     pub connect_timeout_ms: u32,
+}
+
+/// The file store's port on a files board (its cluster address).
+pub const FILES_PORT: u16 = 8070;
+
+/// Our file store on a files board (`lab-agent files`, run by the agent): the buckets the
+/// plan placed there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesConfig {
+    /// The board's name (answered in `X-Served-By`).
+    pub board: String,
+    /// The board's cluster address.
+    pub bind: String,
+    pub port: u16,
+    pub buckets: Vec<FilesBucket>,
+}
+
+/// One bucket on a files board.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesBucket {
+    pub name: String,
+    /// The largest object it takes (413 above).
+    pub max_object_bytes: u64,
 }
 
 /// The floating address of the lb boards: keepalived (VRRP) on each holds it on exactly one

@@ -14,6 +14,7 @@
 
 pub mod http;
 pub mod lab_app;
+pub mod lab_files;
 pub mod mariadb;
 pub mod memcached;
 pub mod nginx;
@@ -59,6 +60,7 @@ pub fn gauge(name: &str, value: f64) -> Figure {
 enum Source {
     Nginx,
     LabApp,
+    LabFiles,
     Memcached,
     Mariadb(Box<mariadb::Mariadb>),
     /// An engine without a collector yet: reported as down.
@@ -78,6 +80,7 @@ impl Collector {
             Engine::Nginx => Source::Nginx,
             Engine::Memcached => Source::Memcached,
             Engine::LabApp => Source::LabApp,
+            Engine::LabFiles => Source::LabFiles,
             Engine::Mariadb => Source::Mariadb(Box::new(mariadb::Mariadb::new(&config.address))),
             other => {
                 log::warn!(
@@ -97,6 +100,7 @@ impl Collector {
             match &mut self.source {
                 Source::Nginx => nginx::collect(address).await,
                 Source::LabApp => lab_app::collect(address).await,
+                Source::LabFiles => lab_files::collect(address).await,
                 Source::Memcached => memcached::collect(address).await,
                 Source::Mariadb(db) => db.collect().await,
                 Source::None => Err("no collector for this engine".into()),

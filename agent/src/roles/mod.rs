@@ -9,7 +9,8 @@
 //!   whole, restart, or repoint a replica without a restart).
 //! - [`supervisor`]: one task per role: prepare, start, wait until it answers, set up, watch;
 //!   restarts with backoff, failures reported with the log's tail.
-//! - [`nginx`], [`app`], [`memcached`], [`mariadb`], [`keepalived`]: what each engine needs (command line,
+//! - [`nginx`], [`app`], [`files`], [`memcached`], [`mariadb`], [`keepalived`]: what each
+//!   engine needs (command line,
 //!   config, readiness, setup, reload in place); [`sql`]: the SQL text the database roles run, built and escaped in one place.
 //!
 //! - [`replication`]: `GET /v1/db`, the database's replication state read live.
@@ -18,6 +19,7 @@
 //! comes back with its roles without the control plane.
 
 pub mod app;
+pub mod files;
 pub mod keepalived;
 pub mod mariadb;
 pub mod memcached;
@@ -50,6 +52,7 @@ const _: () = assert!(mariadb::STOP_DEADLINE.as_secs() >= memcached::STOP_DEADLI
 const _: () = assert!(mariadb::STOP_DEADLINE.as_secs() >= nginx::STOP_DEADLINE.as_secs());
 const _: () = assert!(mariadb::STOP_DEADLINE.as_secs() >= app::STOP_DEADLINE.as_secs());
 const _: () = assert!(mariadb::STOP_DEADLINE.as_secs() >= keepalived::STOP_DEADLINE.as_secs());
+const _: () = assert!(mariadb::STOP_DEADLINE.as_secs() >= files::STOP_DEADLINE.as_secs());
 
 /// What the API and the sampler hold of the roles: the spec store and the statuses.
 #[derive(Clone)]

@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::app::{self, App};
+use super::files::{self, Files};
 use super::keepalived::{self, Vip};
 use super::mariadb::{self, Db};
 use super::memcached::{self, Cache};
@@ -86,6 +87,7 @@ enum RoleEngine {
     Cache(Cache),
     Db(Box<Db>),
     Vip(Box<Vip>),
+    Files(Box<Files>),
 }
 
 impl RoleEngine {
@@ -106,6 +108,9 @@ impl RoleEngine {
             RoleConfig::DbReplica(d) => {
                 RoleEngine::Db(Box::new(Db::new(d.clone(), true, &dirs.state_dir, log)))
             }
+            RoleConfig::Files(f) => {
+                RoleEngine::Files(Box::new(Files::new(f.clone(), &dirs.state_dir, log)))
+            }
             RoleConfig::Vip(v) => {
                 RoleEngine::Vip(Box::new(Vip::new(v.clone(), &dirs.state_dir, log)))
             }
@@ -119,6 +124,7 @@ impl RoleEngine {
             RoleEngine::Cache(_) => "memcached",
             RoleEngine::Db(_) => "mariadbd",
             RoleEngine::Vip(_) => "keepalived",
+            RoleEngine::Files(_) => "lab-files",
         }
     }
 
@@ -129,6 +135,7 @@ impl RoleEngine {
             RoleEngine::Cache(c) => &c.log,
             RoleEngine::Db(d) => &d.log,
             RoleEngine::Vip(v) => &v.log,
+            RoleEngine::Files(f) => &f.log,
         }
     }
 
@@ -139,6 +146,7 @@ impl RoleEngine {
             RoleEngine::Cache(_) => memcached::READY_WITHIN,
             RoleEngine::Db(_) => mariadb::READY_WITHIN,
             RoleEngine::Vip(_) => keepalived::READY_WITHIN,
+            RoleEngine::Files(_) => files::READY_WITHIN,
         }
     }
 
@@ -149,6 +157,7 @@ impl RoleEngine {
             RoleEngine::Cache(_) => memcached::STOP_DEADLINE,
             RoleEngine::Db(_) => mariadb::STOP_DEADLINE,
             RoleEngine::Vip(_) => keepalived::STOP_DEADLINE,
+            RoleEngine::Files(_) => files::STOP_DEADLINE,
         }
     }
 
@@ -159,6 +168,7 @@ impl RoleEngine {
             RoleEngine::Cache(c) => c.prepare().await,
             RoleEngine::Db(d) => d.prepare().await,
             RoleEngine::Vip(v) => v.prepare().await,
+            RoleEngine::Files(f) => f.prepare().await,
         }
     }
 
@@ -169,6 +179,7 @@ impl RoleEngine {
             RoleEngine::Cache(c) => c.ready().await,
             RoleEngine::Db(d) => d.ready().await,
             RoleEngine::Vip(v) => v.ready().await,
+            RoleEngine::Files(f) => f.ready().await,
         }
     }
 
@@ -179,13 +190,17 @@ impl RoleEngine {
             RoleEngine::Cache(c) => Ok(c.message()),
             RoleEngine::Db(d) => d.setup().await,
             RoleEngine::Vip(v) => Ok(v.message()),
+            RoleEngine::Files(f) => Ok(f.message()),
         }
     }
 
     /// The running message again (None: keep the old one).
     async fn refresh(&mut self) -> Option<String> {
         match self {
-            RoleEngine::Lb(_) | RoleEngine::App(_) | RoleEngine::Cache(_) => None,
+            RoleEngine::Lb(_)
+            | RoleEngine::App(_)
+            | RoleEngine::Cache(_)
+            | RoleEngine::Files(_) => None,
             // The address moves without the agent: say where it is now.
             RoleEngine::Vip(v) => Some(v.message()),
             RoleEngine::Db(d) => {

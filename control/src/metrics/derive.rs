@@ -287,7 +287,8 @@ pub fn key_figure(
                 .or_else(from_gauge)
                 .map(|v| make("hit ratio", v, "%"))
         }
-        Role::Files | Role::Vip => None,
+        Role::Files => counter_rate(&REQUEST_COUNTERS).map(|v| make("req/s", v, "req/s")),
+        Role::Vip => None,
     }
 }
 

@@ -69,6 +69,20 @@ pub fn start_words(config: &RoleConfig) -> String {
                 .unwrap_or("(no primary)")
         ),
         RoleConfig::Cache(c) => format!("memcached on {}:{}, {} MiB", c.bind, c.port, c.memory_mb),
+        RoleConfig::Files(f) => format!(
+            "file store on {}:{}, buckets {}",
+            f.bind,
+            f.port,
+            if f.buckets.is_empty() {
+                "(none)".to_string()
+            } else {
+                f.buckets
+                    .iter()
+                    .map(|b| b.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ),
         RoleConfig::Vip(v) => format!(
             "keepalived: floating address {} shared with {} (priority {})",
             v.address,

@@ -7,7 +7,7 @@
 //! - [`diff`]: a desired spec against the one an agent holds -> the changes, in words.
 //! - this file: [`desired`] puts them together into one [`BoardSpec`] per board.
 //!
-//! Roles whose engine does not exist yet in this version (files, cdn) are planned and shown,
+//! Roles whose engine does not exist yet in this version (cdn) are planned and shown,
 //! but left out of the specs: an agent is never sent a role it cannot run. So are roles
 //! that cannot work yet with the boards given (an lb with no app board behind it, an app
 //! with no database), with the reason.
@@ -22,9 +22,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use lab_api::spec::{
-    AppConfig, AppDb, BoardSpec, CacheConfig, CachePeer, DbConfig, DbPeer, LbConfig, RoleConfig,
-    Upstream, VipConfig, APP_PORT, APP_SCHEMA, LB_PORT, LB_STATUS_PORT, MARIADB_PORT,
-    MEMCACHED_PORT,
+    AppConfig, AppDb, BoardSpec, CacheConfig, CachePeer, DbConfig, DbPeer, FilesBucket,
+    FilesConfig, LbConfig, RoleConfig, Upstream, VipConfig, APP_PORT, APP_SCHEMA, FILES_PORT,
+    LB_PORT, LB_STATUS_PORT, MARIADB_PORT, MEMCACHED_PORT,
 };
 use lab_api::Role;
 use serde::Serialize;
@@ -70,7 +70,13 @@ pub struct Plan {
 pub fn has_engine(role: Role) -> bool {
     matches!(
         role,
-        Role::Lb | Role::App | Role::Cache | Role::DbMaster | Role::DbReplica | Role::Vip
+        Role::Lb
+            | Role::App
+            | Role::Cache
+            | Role::DbMaster
+            | Role::DbReplica
+            | Role::Vip
+            | Role::Files
     )
 }
 
@@ -102,6 +108,35 @@ pub fn entry_url(inv: &Inventory, state_dir: &std::path::Path) -> Option<String>
     } else {
         format!("http://{host}:{LB_PORT}/")
     })
+}
+
+/// The buckets and where they live: the inventory's `[files.<bucket>]` tables, or by default
+/// avatars (5 MiB objects), invoices (20 MiB) and videos (500 MiB) spread over the files
+/// boards in inventory order (the lesson: storage split by purpose).
+pub fn bucket_placement(
+    inv: &Inventory,
+    files_boards: &[&crate::inventory::Board],
+) -> Vec<crate::inventory::BucketPlacement> {
+    if let Some(given) = &inv.files {
+        return given.clone();
+    }
+    const DEFAULTS: [(&str, u64); 3] = [
+        ("avatars", 5 << 20),
+        ("invoices", 20 << 20),
+        ("videos", 500 << 20),
+    ];
+    if files_boards.is_empty() {
+        return Vec::new();
+    }
+    DEFAULTS
+        .iter()
+        .enumerate()
+        .map(|(i, (name, max))| crate::inventory::BucketPlacement {
+            name: name.to_string(),
+            board: files_boards[i % files_boards.len()].name.clone(),
+            max_object_bytes: *max,
+        })
+        .collect()
 }
 
 /// VRRP's virtual router id for `cluster` (1..=255, the same on every lb board): a hash of
@@ -234,6 +269,22 @@ pub fn desired(
     if upstreams.is_empty() && !with_role(Role::Lb).is_empty() {
         reasons.push("lb waits: no board has the app role to send requests to".into());
     }
+    let placement = bucket_placement(inv, &with_role(Role::Files));
+    if !placement.is_empty() {
+        let words: Vec<String> = placement
+            .iter()
+            .map(|b| format!("{} on {}", b.name, b.board))
+            .collect();
+        reasons.push(format!(
+            "buckets by purpose: {}{}",
+            words.join(", "),
+            if inv.files.is_none() {
+                " (the default placement; choose with [files.<bucket>] board = \"...\")"
+            } else {
+                ""
+            }
+        ));
+    }
     let lbs = with_role(Role::Lb);
     let mut vip_peers = Vec::new();
     for b in &lbs {
@@ -314,6 +365,19 @@ pub fn desired(
                         continue;
                     }
                 },
+                Role::Files => RoleConfig::Files(FilesConfig {
+                    board: b.name.clone(),
+                    bind: bind.clone(),
+                    port: FILES_PORT,
+                    buckets: placement
+                        .iter()
+                        .filter(|p| p.board == b.name)
+                        .map(|p| FilesBucket {
+                            name: p.name.clone(),
+                            max_object_bytes: p.max_object_bytes,
+                        })
+                        .collect(),
+                }),
                 Role::App if app_db.primary.is_none() => {
                     waiting.push(role);
                     continue;
@@ -506,6 +570,50 @@ memory = "256MiB"
             .copied()
             .collect();
         assert_eq!(ids.len(), 3);
+    }
+
+    #[test]
+    fn buckets_go_where_the_inventory_says_or_spread_by_default() {
+        let text = "[cluster]\nname = \"c\"\n\
+                    [[board]]\nname = \"files-1\"\naddress = \"10.80.0.51\"\nroles = [\"files\"]\n\
+                    [[board]]\nname = \"files-2\"\naddress = \"10.80.0.52\"\nroles = [\"files\"]\n";
+        let buckets = |plan: &Plan, board: &str| -> Vec<(String, u64)> {
+            let b = plan.boards.iter().find(|b| b.board == board).expect(board);
+            match &b.spec.roles[..] {
+                [RoleConfig::Files(f)] => f
+                    .buckets
+                    .iter()
+                    .map(|b| (b.name.clone(), b.max_object_bytes))
+                    .collect(),
+                other => panic!("{other:?}"),
+            }
+        };
+        let (inv, addrs) = inventory(text);
+        let plan = desired(&inv, &addrs, &Topology::default(), &users()).expect("plan");
+        assert_eq!(
+            buckets(&plan, "files-1"),
+            vec![
+                ("avatars".to_string(), 5 << 20),
+                ("videos".to_string(), 500 << 20)
+            ]
+        );
+        assert_eq!(
+            buckets(&plan, "files-2"),
+            vec![("invoices".to_string(), 20 << 20)]
+        );
+        assert!(plan
+            .reasons
+            .iter()
+            .any(|r| r.contains("the default placement")));
+
+        let given = format!("{text}[files.photos]\nboard = \"files-2\"\nmax_object = \"1MiB\"\n");
+        let (inv, addrs) = inventory(&given);
+        let plan = desired(&inv, &addrs, &Topology::default(), &users()).expect("plan");
+        assert_eq!(buckets(&plan, "files-1"), vec![]);
+        assert_eq!(
+            buckets(&plan, "files-2"),
+            vec![("photos".to_string(), 1 << 20)]
+        );
     }
 
     #[test]

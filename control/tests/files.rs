@@ -1,0 +1,87 @@
+//! The files role on a virtual cluster: buckets placed on boards by purpose from the
+//! inventory, our store (`lab-agent files`) run by each files board's agent, objects put and
+//! read over real HTTP on the boards' addresses, a bucket only on its board, the size limit,
+//! and the objects still there after the board's power cycle.
+
+mod common;
+
+use std::time::Duration;
+
+use common::http::request;
+use common::{wait_for, TestCluster};
+
+#[test]
+fn buckets_live_on_the_boards_the_inventory_names_and_survive_a_power_cycle() {
+    let cluster = TestCluster::with_board_lines(
+        "s",
+        &[
+            ("files-1", "native", "roles = [\"files\"]\n"),
+            ("files-2", "native", "roles = [\"files\"]\n"),
+        ],
+    );
+    cluster.append_inventory(
+        "\n[files.avatars]\nboard = \"files-1\"\nmax_object = \"64KiB\"\n\n\
+         [files.videos]\nboard = \"files-2\"\n",
+    );
+    let up = cluster.lab_ok(&["up"]);
+    let plan = cluster.lab_ok(&["plan"]);
+    assert!(
+        plan.contains("buckets by purpose: avatars on files-1, videos on files-2"),
+        "{plan}\n{up}"
+    );
+    let one = format!("{}:8070", cluster.addr("files-1"));
+    let two = format!("{}:8070", cluster.addr("files-2"));
+    let body = "a small avatar";
+    let put = request(
+        &one,
+        "PUT",
+        "/avatars/users/7.txt",
+        &[("Content-Type", "text/plain")],
+        Some(body),
+    )
+    .expect("PUT");
+    assert_eq!(put.status, 201, "{put:?}");
+    let get = request(&one, "GET", "/avatars/users/7.txt", &[], None).expect("GET");
+    assert_eq!((get.status, get.body.as_str()), (200, body), "{get:?}");
+    assert_eq!(get.header("x-served-by"), Some("files-1"));
+    assert_eq!(get.header("content-type"), Some("text/plain"));
+    // The bucket lives on files-1 only; videos on files-2.
+    let elsewhere = request(&two, "GET", "/avatars/users/7.txt", &[], None).expect("GET");
+    assert_eq!(elsewhere.status, 404, "{elsewhere:?}");
+    let video = request(&two, "PUT", "/videos/intro.mp4", &[], Some("frames")).expect("PUT");
+    assert_eq!(video.status, 201, "{video:?}");
+    // Over the bucket's limit, and a key that tries to leave the bucket.
+    let big = "x".repeat(64 * 1024 + 1);
+    let refused = request(&one, "PUT", "/avatars/big", &[], Some(&big)).expect("PUT");
+    assert_eq!(refused.status, 413, "{refused:?}");
+    let escape = request(&one, "PUT", "/avatars/%2e%2e/%2e%2e/x", &[], Some("x")).expect("PUT");
+    assert_eq!(escape.status, 400, "{escape:?}");
+
+    // Power cycle: the agent brings the store back with its objects.
+    cluster.lab_ok(&["restart", "files-1"]);
+    let again = wait_for(
+        "the avatar after files-1's restart",
+        Duration::from_secs(60),
+        || {
+            let a = request(&one, "GET", "/avatars/users/7.txt", &[], None)?;
+            if a.status == 200 {
+                Ok(a)
+            } else {
+                Err(format!("{a:?}"))
+            }
+        },
+    );
+    assert_eq!(again.body, body);
+    wait_for(
+        "files-1 running its buckets again",
+        Duration::from_secs(30),
+        || {
+            let status = cluster.status_json().to_string();
+            if status.contains("buckets: avatars (objects up to 64 KiB)") {
+                Ok(())
+            } else {
+                Err(status)
+            }
+        },
+    );
+}
