@@ -44,6 +44,7 @@
 
 pub mod api;
 pub mod app;
+pub mod cdn;
 pub mod cgroup_limits;
 pub mod cli;
 pub mod cmd;
