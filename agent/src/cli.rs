@@ -56,6 +56,11 @@ pub enum Command {
     /// Serves the config's buckets on its address, objects kept under --data. SIGTERM or
     /// SIGINT stop accepting, finish the transfers in flight and exit.
     Files(FilesArgs),
+    /// Run the CDN edge (the cdn role; the agent starts it, with its config file).
+    ///
+    /// Serves cached objects on the config's address, purges on 127.0.0.1. SIGTERM or
+    /// SIGINT stop accepting, finish the answers in flight and exit.
+    Cdn(CdnArgs),
 }
 
 /// Options of `serve`.
@@ -98,6 +103,14 @@ pub struct SuperviseArgs {
 #[derive(Debug, Args)]
 pub struct AppArgs {
     /// The app's configuration (JSON, written by the agent).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+/// Options of `cdn`.
+#[derive(Debug, Args)]
+pub struct CdnArgs {
+    /// The edge's configuration (JSON, written by the agent).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
 }

@@ -69,6 +69,18 @@ fn run(command: Command) -> anyhow::Result<()> {
                 lab_agent::app::run(&args.config, token).await
             })
         }
+        Command::Cdn(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(async {
+                let token = CancellationToken::new();
+                shutdown::cancel_on_signals(token.clone())
+                    .context("cannot install signal handlers")?;
+                lab_agent::cdn::run(&args.config, token).await
+            })
+        }
         Command::Files(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -99,6 +99,11 @@ pub fn spec_collectors(spec: &Held, db_socket: &Path) -> Vec<CollectorConfig> {
                         db_socket.display()
                     ),
                 },
+                RoleConfig::Cdn(c) => CollectorConfig {
+                    role: role.role(),
+                    engine: Engine::LabCdn,
+                    address: format!("http://{}:{}{}", c.bind, c.port, lab_api::files::STATS),
+                },
                 RoleConfig::Files(f) => CollectorConfig {
                     role: role.role(),
                     engine: Engine::LabFiles,

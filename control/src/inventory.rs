@@ -273,6 +273,42 @@ pub struct Inventory {
     /// Which files board holds which bucket (`[files.<bucket>]`); None: the default
     /// placement (the plan spreads avatars, invoices and videos over the files boards).
     pub files: Option<Vec<BucketPlacement>>,
+    /// The CDN edges' settings (`[cdn] policy`).
+    pub cdn: CdnSettings,
+}
+
+/// `[cdn]`: how the edges keep objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CdnSettings {
+    /// Eviction policy of every edge: `lru` (default, the seed's) or `s3-fifo`.
+    pub policy: CdnPolicy,
+}
+
+/// An edge's eviction policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CdnPolicy {
+    #[default]
+    Lru,
+    S3Fifo,
+}
+
+impl CdnPolicy {
+    pub const ALL: [CdnPolicy; 2] = [CdnPolicy::Lru, CdnPolicy::S3Fifo];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CdnPolicy::Lru => "lru",
+            CdnPolicy::S3Fifo => "s3-fifo",
+        }
+    }
+}
+
+impl Default for CdnSettings {
+    fn default() -> Self {
+        CdnSettings {
+            policy: CdnPolicy::Lru,
+        }
+    }
 }
 
 /// `[files.<bucket>]`: a bucket placed on a files board by purpose.
@@ -381,6 +417,13 @@ struct RawInventory {
     db: Option<Spanned<RawDb>>,
     lb: Option<Spanned<RawLb>>,
     files: Option<std::collections::BTreeMap<String, Spanned<RawBucket>>>,
+    cdn: Option<Spanned<RawCdn>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCdn {
+    policy: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -866,6 +909,23 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
         }
         placed
     });
+    let mut cdn = CdnSettings::default();
+    if let Some(policy) = raw.cdn.as_ref().and_then(|t| t.get_ref().policy.as_ref()) {
+        match CdnPolicy::ALL
+            .into_iter()
+            .find(|p| p.as_str() == policy.get_ref())
+        {
+            Some(p) => cdn.policy = p,
+            None => problem(
+                policy.span(),
+                None,
+                format!(
+                    "[cdn] policy `{}` is unknown (known: lru, s3-fifo)",
+                    policy.get_ref()
+                ),
+            ),
+        }
+    }
     if !problems.is_empty() {
         problems.sort_by_key(|p| p.line);
         return Err(invalid(problems));
@@ -878,6 +938,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
         db,
         lb,
         files,
+        cdn,
     })
 }
 

@@ -40,3 +40,21 @@ pub struct BucketUsage {
     pub bytes: u64,
     pub max_object_bytes: u64,
 }
+
+/// The CDN edge's `GET /_lab/stats` (same paths as the file store's).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CdnStats {
+    pub requests_total: u64,
+    pub hits_total: u64,
+    pub misses_total: u64,
+    pub stale_total: u64,
+    pub revalidated_total: u64,
+    pub origin_fetches_total: u64,
+    pub origin_errors_total: u64,
+    pub bytes_out_total: u64,
+    pub evictions_total: u64,
+    pub cached_objects: u64,
+    pub cached_bytes: u64,
+    pub capacity_bytes: u64,
+    pub policy: String,
+}

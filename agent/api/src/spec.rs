@@ -65,6 +65,14 @@ impl BoardSpec {
                         out.push("cache: memory_mb must be at least 1".into());
                     }
                 }
+                RoleConfig::Cdn(c) => {
+                    if c.memory_bytes == 0 {
+                        out.push("cdn: memory_bytes must be at least 1".into());
+                    }
+                    if !matches!(c.policy.as_str(), "lru" | "s3-fifo") {
+                        out.push(format!("cdn: unknown policy `{}` (lru, s3-fifo)", c.policy));
+                    }
+                }
                 RoleConfig::Files(f) => {
                     let mut seen = Vec::new();
                     for b in &f.buckets {
@@ -185,6 +193,7 @@ pub enum RoleConfig {
     DbReplica(DbConfig),
     Vip(VipConfig),
     Files(FilesConfig),
+    Cdn(CdnConfig),
 }
 
 impl RoleConfig {
@@ -210,6 +219,7 @@ impl RoleConfig {
             RoleConfig::DbReplica(_) => Role::DbReplica,
             RoleConfig::Vip(_) => Role::Vip,
             RoleConfig::Files(_) => Role::Files,
+            RoleConfig::Cdn(_) => Role::Cdn,
         }
     }
 }
@@ -229,6 +239,48 @@ pub struct LbConfig {
     /// How long NGINX waits for a TCP connection to an app before trying the next one (a
     /// powered-off board sends no RST, so this is what bounds a dead app's cost).
     pub connect_timeout_ms: u32,
+}
+
+/// The CDN edge's port for clients (the board's cluster address), and its purge port on
+/// loopback (the agent's, behind mTLS, is the way in from outside).
+pub const CDN_PORT: u16 = 8090;
+pub const CDN_ADMIN_PORT: u16 = 8091;
+
+/// Our CDN edge on a cdn board (`lab-agent cdn`, run by the agent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CdnConfig {
+    /// The board's name (answered in `X-Served-By`).
+    pub board: String,
+    /// The board's cluster address and the clients' port.
+    pub bind: String,
+    pub port: u16,
+    /// Purges, on 127.0.0.1 only.
+    pub admin_port: u16,
+    /// Bytes of objects kept in memory.
+    pub memory_bytes: u64,
+    /// `lru` or `s3-fifo`.
+    pub policy: String,
+    /// How long an object is fresh when its origin says nothing (`Cache-Control: max-age`).
+    pub default_ttl_secs: u32,
+    /// How long past its freshness an object is still served when the origin fails.
+    pub stale_if_error_secs: u32,
+    /// Objects larger than this are passed through, not kept.
+    pub max_object_bytes: u64,
+    /// `/<bucket>/...` is fetched from the files board holding the bucket.
+    pub origins: Vec<CdnOrigin>,
+    /// Every other path from here (`host:port`, the LB), if any.
+    pub fallback: Option<String>,
+}
+
+/// Where one bucket's objects come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CdnOrigin {
+    pub bucket: String,
+    pub board: String,
+    pub host: String,
+    pub port: u16,
 }
 
 /// The file store's port on a files board (its cluster address).

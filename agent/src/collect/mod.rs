@@ -14,6 +14,7 @@
 
 pub mod http;
 pub mod lab_app;
+pub mod lab_cdn;
 pub mod lab_files;
 pub mod mariadb;
 pub mod memcached;
@@ -61,6 +62,7 @@ enum Source {
     Nginx,
     LabApp,
     LabFiles,
+    LabCdn,
     Memcached,
     Mariadb(Box<mariadb::Mariadb>),
     /// An engine without a collector yet: reported as down.
@@ -81,6 +83,7 @@ impl Collector {
             Engine::Memcached => Source::Memcached,
             Engine::LabApp => Source::LabApp,
             Engine::LabFiles => Source::LabFiles,
+            Engine::LabCdn => Source::LabCdn,
             Engine::Mariadb => Source::Mariadb(Box::new(mariadb::Mariadb::new(&config.address))),
             other => {
                 log::warn!(
@@ -101,6 +104,7 @@ impl Collector {
                 Source::Nginx => nginx::collect(address).await,
                 Source::LabApp => lab_app::collect(address).await,
                 Source::LabFiles => lab_files::collect(address).await,
+                Source::LabCdn => lab_cdn::collect(address).await,
                 Source::Memcached => memcached::collect(address).await,
                 Source::Mariadb(db) => db.collect().await,
                 Source::None => Err("no collector for this engine".into()),

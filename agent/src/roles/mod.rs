@@ -9,7 +9,7 @@
 //!   whole, restart, or repoint a replica without a restart).
 //! - [`supervisor`]: one task per role: prepare, start, wait until it answers, set up, watch;
 //!   restarts with backoff, failures reported with the log's tail.
-//! - [`nginx`], [`app`], [`files`], [`memcached`], [`mariadb`], [`keepalived`]: what each
+//! - [`nginx`], [`app`], [`files`], [`cdn`], [`memcached`], [`mariadb`], [`keepalived`]: what each
 //!   engine needs (command line,
 //!   config, readiness, setup, reload in place); [`sql`]: the SQL text the database roles run, built and escaped in one place.
 //!
@@ -19,6 +19,7 @@
 //! comes back with its roles without the control plane.
 
 pub mod app;
+pub mod cdn;
 pub mod files;
 pub mod keepalived;
 pub mod mariadb;
@@ -53,6 +54,7 @@ const _: () = assert!(mariadb::STOP_DEADLINE.as_secs() >= nginx::STOP_DEADLINE.a
 const _: () = assert!(mariadb::STOP_DEADLINE.as_secs() >= app::STOP_DEADLINE.as_secs());
 const _: () = assert!(mariadb::STOP_DEADLINE.as_secs() >= keepalived::STOP_DEADLINE.as_secs());
 const _: () = assert!(mariadb::STOP_DEADLINE.as_secs() >= files::STOP_DEADLINE.as_secs());
+const _: () = assert!(mariadb::STOP_DEADLINE.as_secs() >= cdn::STOP_DEADLINE.as_secs());
 
 /// What the API and the sampler hold of the roles: the spec store and the statuses.
 #[derive(Clone)]

@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::app::{self, App};
+use super::cdn::{self, Cdn};
 use super::files::{self, Files};
 use super::keepalived::{self, Vip};
 use super::mariadb::{self, Db};
@@ -88,6 +89,7 @@ enum RoleEngine {
     Db(Box<Db>),
     Vip(Box<Vip>),
     Files(Box<Files>),
+    Cdn(Box<Cdn>),
 }
 
 impl RoleEngine {
@@ -108,6 +110,9 @@ impl RoleEngine {
             RoleConfig::DbReplica(d) => {
                 RoleEngine::Db(Box::new(Db::new(d.clone(), true, &dirs.state_dir, log)))
             }
+            RoleConfig::Cdn(c) => {
+                RoleEngine::Cdn(Box::new(Cdn::new(c.clone(), &dirs.state_dir, log)))
+            }
             RoleConfig::Files(f) => {
                 RoleEngine::Files(Box::new(Files::new(f.clone(), &dirs.state_dir, log)))
             }
@@ -125,6 +130,7 @@ impl RoleEngine {
             RoleEngine::Db(_) => "mariadbd",
             RoleEngine::Vip(_) => "keepalived",
             RoleEngine::Files(_) => "lab-files",
+            RoleEngine::Cdn(_) => "lab-cdn",
         }
     }
 
@@ -136,6 +142,7 @@ impl RoleEngine {
             RoleEngine::Db(d) => &d.log,
             RoleEngine::Vip(v) => &v.log,
             RoleEngine::Files(f) => &f.log,
+            RoleEngine::Cdn(c) => &c.log,
         }
     }
 
@@ -147,6 +154,7 @@ impl RoleEngine {
             RoleEngine::Db(_) => mariadb::READY_WITHIN,
             RoleEngine::Vip(_) => keepalived::READY_WITHIN,
             RoleEngine::Files(_) => files::READY_WITHIN,
+            RoleEngine::Cdn(_) => cdn::READY_WITHIN,
         }
     }
 
@@ -158,6 +166,7 @@ impl RoleEngine {
             RoleEngine::Db(_) => mariadb::STOP_DEADLINE,
             RoleEngine::Vip(_) => keepalived::STOP_DEADLINE,
             RoleEngine::Files(_) => files::STOP_DEADLINE,
+            RoleEngine::Cdn(_) => cdn::STOP_DEADLINE,
         }
     }
 
@@ -169,6 +178,7 @@ impl RoleEngine {
             RoleEngine::Db(d) => d.prepare().await,
             RoleEngine::Vip(v) => v.prepare().await,
             RoleEngine::Files(f) => f.prepare().await,
+            RoleEngine::Cdn(c) => c.prepare().await,
         }
     }
 
@@ -180,6 +190,7 @@ impl RoleEngine {
             RoleEngine::Db(d) => d.ready().await,
             RoleEngine::Vip(v) => v.ready().await,
             RoleEngine::Files(f) => f.ready().await,
+            RoleEngine::Cdn(c) => c.ready().await,
         }
     }
 
@@ -191,6 +202,7 @@ impl RoleEngine {
             RoleEngine::Db(d) => d.setup().await,
             RoleEngine::Vip(v) => Ok(v.message()),
             RoleEngine::Files(f) => Ok(f.message()),
+            RoleEngine::Cdn(c) => Ok(c.message()),
         }
     }
 
@@ -200,7 +212,8 @@ impl RoleEngine {
             RoleEngine::Lb(_)
             | RoleEngine::App(_)
             | RoleEngine::Cache(_)
-            | RoleEngine::Files(_) => None,
+            | RoleEngine::Files(_)
+            | RoleEngine::Cdn(_) => None,
             // The address moves without the agent: say where it is now.
             RoleEngine::Vip(v) => Some(v.message()),
             RoleEngine::Db(d) => {

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod engines;
+pub mod plain_http;
 
 use std::future::Future;
 use std::net::SocketAddr;

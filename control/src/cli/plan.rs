@@ -269,7 +269,7 @@ fn print_roles(rows: &[RoleRow], view: &PlanView) {
     let waiting: usize = view.boards.iter().map(|b| b.waiting.len()).sum();
     if waiting > 0 {
         println!(
-            "  ({waiting} planned role(s) not run yet: cdn has no engine in this version; an lb needs app boards, an app a database)"
+            "  ({waiting} planned role(s) not run yet: an lb needs app boards, an app a database)"
         );
     }
 }

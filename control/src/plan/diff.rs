@@ -69,6 +69,19 @@ pub fn start_words(config: &RoleConfig) -> String {
                 .unwrap_or("(no primary)")
         ),
         RoleConfig::Cache(c) => format!("memcached on {}:{}, {} MiB", c.bind, c.port, c.memory_mb),
+        RoleConfig::Cdn(c) => format!(
+            "cdn edge on {}:{}, {} over {} MiB, origins: {}",
+            c.bind,
+            c.port,
+            c.policy,
+            c.memory_bytes >> 20,
+            c.origins
+                .iter()
+                .map(|o| format!("/{}/ from {}", o.bucket, o.board))
+                .chain(c.fallback.iter().map(|f| format!("the rest from {f}")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         RoleConfig::Files(f) => format!(
             "file store on {}:{}, buckets {}",
             f.bind,

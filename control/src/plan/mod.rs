@@ -7,7 +7,7 @@
 //! - [`diff`]: a desired spec against the one an agent holds -> the changes, in words.
 //! - this file: [`desired`] puts them together into one [`BoardSpec`] per board.
 //!
-//! Roles whose engine does not exist yet in this version (cdn) are planned and shown,
+//! Roles whose engine does not exist in this version are planned and shown,
 //! but left out of the specs: an agent is never sent a role it cannot run. So are roles
 //! that cannot work yet with the boards given (an lb with no app board behind it, an app
 //! with no database), with the reason.
@@ -22,9 +22,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use lab_api::spec::{
-    AppConfig, AppDb, BoardSpec, CacheConfig, CachePeer, DbConfig, DbPeer, FilesBucket,
-    FilesConfig, LbConfig, RoleConfig, Upstream, VipConfig, APP_PORT, APP_SCHEMA, FILES_PORT,
-    LB_PORT, LB_STATUS_PORT, MARIADB_PORT, MEMCACHED_PORT,
+    AppConfig, AppDb, BoardSpec, CacheConfig, CachePeer, CdnConfig, CdnOrigin, DbConfig, DbPeer,
+    FilesBucket, FilesConfig, LbConfig, RoleConfig, Upstream, VipConfig, APP_PORT, APP_SCHEMA,
+    CDN_ADMIN_PORT, CDN_PORT, FILES_PORT, LB_PORT, LB_STATUS_PORT, MARIADB_PORT, MEMCACHED_PORT,
 };
 use lab_api::Role;
 use serde::Serialize;
@@ -37,6 +37,11 @@ use topology::{Decision, Member, Topology};
 pub const TOKEN_TTL_SECS: u64 = 3600;
 /// How long the app keeps a read in memcached.
 pub const CACHE_TTL_SECS: u32 = 60;
+/// A CDN edge's freshness when the origin says nothing, how long it serves a stale copy
+/// while the origin fails, and the largest object it keeps (larger ones pass through).
+pub const CDN_DEFAULT_TTL_SECS: u32 = 60;
+pub const CDN_STALE_IF_ERROR_SECS: u32 = 300;
+pub const CDN_MAX_OBJECT_BYTES: u64 = 8 << 20;
 /// How long NGINX waits to connect to an app before trying the next (boards share a LAN).
 pub const LB_CONNECT_TIMEOUT_MS: u32 = 300;
 
@@ -77,6 +82,7 @@ pub fn has_engine(role: Role) -> bool {
             | Role::DbReplica
             | Role::Vip
             | Role::Files
+            | Role::Cdn
     )
 }
 
@@ -285,11 +291,27 @@ pub fn desired(
             }
         ));
     }
+    let mut cdn_origins = Vec::new();
+    for p in &placement {
+        cdn_origins.push(CdnOrigin {
+            bucket: p.name.clone(),
+            board: p.board.clone(),
+            host: address(&p.board)?.to_string(),
+            port: FILES_PORT,
+        });
+    }
     let lbs = with_role(Role::Lb);
     let mut vip_peers = Vec::new();
     for b in &lbs {
         vip_peers.push((b.name.clone(), address(&b.name)?.to_string()));
     }
+    // What is not a bucket, the edges fetch through the clients' way in.
+    let cdn_fallback = match (lbs.first(), inv.lb.floating_address) {
+        (Some(_), _) if upstreams.is_empty() => None,
+        (Some(_), Some((floating, _))) if lbs.len() >= 2 => Some(format!("{floating}:{LB_PORT}")),
+        (Some(first), _) => Some(format!("{}:{LB_PORT}", address(&first.name)?)),
+        (None, _) => None,
+    };
     match (lbs.as_slice(), inv.lb.floating_address) {
         ([only], _) => reasons.push(format!(
             "{} is the only lb board: the single point of failure (when it dies clients \
@@ -365,6 +387,19 @@ pub fn desired(
                         continue;
                     }
                 },
+                Role::Cdn => RoleConfig::Cdn(CdnConfig {
+                    board: b.name.clone(),
+                    bind: bind.clone(),
+                    port: CDN_PORT,
+                    admin_port: CDN_ADMIN_PORT,
+                    memory_bytes: quarter_mb(memory, 16, 4096) << 20,
+                    policy: inv.cdn.policy.as_str().to_string(),
+                    default_ttl_secs: CDN_DEFAULT_TTL_SECS,
+                    stale_if_error_secs: CDN_STALE_IF_ERROR_SECS,
+                    max_object_bytes: CDN_MAX_OBJECT_BYTES,
+                    origins: cdn_origins.clone(),
+                    fallback: cdn_fallback.clone(),
+                }),
                 Role::Files => RoleConfig::Files(FilesConfig {
                     board: b.name.clone(),
                     bind: bind.clone(),
@@ -418,7 +453,6 @@ pub fn desired(
                         RoleConfig::DbReplica(config)
                     }
                 }
-                _ => continue,
             });
         }
         let spec = BoardSpec {
