@@ -103,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .route(paths::METRICS, get(metrics))
         .route(paths::DB, get(db))
         .route(paths::DB_RECLONE, post(db_reclone))
+        .route(paths::CDN_PURGE, post(cdn_purge))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(require_protocol))
@@ -156,6 +157,33 @@ async fn db_reclone(State(state): State<AppState>) -> Response {
             .into_response()
         }
         Err(why) => error_response(StatusCode::CONFLICT, why),
+    }
+}
+
+async fn cdn_purge(State(state): State<AppState>, body: Bytes) -> Response {
+    let ask: lab_api::spec::CdnPurge = match serde_json::from_slice(&body) {
+        Ok(a) => a,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, format!("not a purge: {e}")),
+    };
+    let admin_port = state.roles.held().and_then(|spec| {
+        spec.roles.iter().find_map(|r| match r {
+            lab_api::spec::RoleConfig::Cdn(c) => Some(c.admin_port),
+            _ => None,
+        })
+    });
+    let Some(port) = admin_port else {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "this board runs no cdn role".to_string(),
+        );
+    };
+    match crate::cdn::purge_local(port, &ask).await {
+        Ok(purged) => Json(lab_api::spec::CdnPurged {
+            board: state.board.to_string(),
+            purged,
+        })
+        .into_response(),
+        Err(why) => error_response(StatusCode::BAD_GATEWAY, why),
     }
 }
 

@@ -149,6 +149,26 @@ impl AgentClient {
         .await
     }
 
+    /// `POST /v1/cdn/purge`: drop objects from the board's CDN edge.
+    pub async fn cdn_purge(
+        &self,
+        host: &str,
+        ask: &lab_api::spec::CdnPurge,
+    ) -> Result<lab_api::spec::CdnPurged, AgentClientError> {
+        let body = serde_json::to_vec(ask).map_err(|source| AgentClientError::Decode {
+            addr: format!("{}:{}", bracket_v6(host), lab_api::DEFAULT_AGENT_PORT),
+            source,
+        })?;
+        self.request_json(
+            host,
+            lab_api::DEFAULT_AGENT_PORT,
+            hyper::Method::POST,
+            lab_api::paths::CDN_PURGE,
+            Bytes::from(body),
+        )
+        .await
+    }
+
     /// `PUT /v1/spec`: hand the agent its desired state. A refusal (older epoch, another
     /// board's spec, an unusable spec) is [`AgentClientError::Status`] with the agent's words.
     pub async fn put_spec(

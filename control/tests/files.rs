@@ -1,7 +1,8 @@
-//! The files role on a virtual cluster: buckets placed on boards by purpose from the
+//! The files and cdn roles on a virtual cluster: buckets placed on boards by purpose from the
 //! inventory, our store (`lab-agent files`) run by each files board's agent, objects put and
 //! read over real HTTP on the boards' addresses, a bucket only on its board, the size limit,
-//! and the objects still there after the board's power cycle.
+//! the objects still there after the board's power cycle; and a cdn board's edge in front of
+//! them (MISS, then HIT) emptied by `lab cdn purge`.
 
 mod common;
 
@@ -11,12 +12,13 @@ use common::http::request;
 use common::{wait_for, TestCluster};
 
 #[test]
-fn buckets_live_on_the_boards_the_inventory_names_and_survive_a_power_cycle() {
+fn buckets_live_on_the_boards_the_inventory_names_and_an_edge_caches_them() {
     let cluster = TestCluster::with_board_lines(
         "s",
         &[
             ("files-1", "native", "roles = [\"files\"]\n"),
             ("files-2", "native", "roles = [\"files\"]\n"),
+            ("cdn-1", "native", "roles = [\"cdn\"]\n"),
         ],
     );
     cluster.append_inventory(
@@ -56,6 +58,32 @@ fn buckets_live_on_the_boards_the_inventory_names_and_survive_a_power_cycle() {
     assert_eq!(refused.status, 413, "{refused:?}");
     let escape = request(&one, "PUT", "/avatars/%2e%2e/%2e%2e/x", &[], Some("x")).expect("PUT");
     assert_eq!(escape.status, 400, "{escape:?}");
+
+    // The edge: the avatar from files-1 and the video from files-2, MISS then HIT.
+    let edge = format!("{}:8090", cluster.addr("cdn-1"));
+    for (path, want) in [
+        ("/avatars/users/7.txt", body),
+        ("/videos/intro.mp4", "frames"),
+    ] {
+        let miss = request(&edge, "GET", path, &[], None).expect("GET via the edge");
+        assert_eq!((miss.status, miss.body.as_str()), (200, want), "{miss:?}");
+        assert_eq!(miss.header("x-cache"), Some("MISS"), "{miss:?}");
+        assert_eq!(miss.header("x-served-by"), Some("cdn-1"));
+        let hit = request(&edge, "GET", path, &[], None).expect("GET via the edge");
+        assert_eq!(hit.header("x-cache"), Some("HIT"), "{hit:?}");
+    }
+    let purged = cluster.lab_ok(&["cdn", "purge", "--prefix", "/avatars/"]);
+    assert!(purged.contains("cdn-1: 1 object(s) purged"), "{purged}");
+    let after = request(&edge, "GET", "/avatars/users/7.txt", &[], None).expect("GET");
+    assert_eq!(after.header("x-cache"), Some("MISS"), "{after:?}");
+    let video = request(&edge, "GET", "/videos/intro.mp4", &[], None).expect("GET");
+    assert_eq!(
+        video.header("x-cache"),
+        Some("HIT"),
+        "only /avatars/ was purged"
+    );
+    let bad = cluster.lab(&["cdn", "purge", "--prefix", "avatars"]);
+    assert!(!bad.status.success());
 
     // Power cycle: the agent brings the store back with its objects.
     cluster.lab_ok(&["restart", "files-1"]);

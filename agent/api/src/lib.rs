@@ -68,6 +68,8 @@ pub mod paths {
     /// [`crate::spec::Recloned`] once the old data is gone and the fresh copy has started
     /// (409 on a board that runs no replica: a primary's data is never thrown away).
     pub const DB_RECLONE: &str = "/v1/db/reclone";
+    /// `POST` ([`crate::spec::CdnPurge`]): drop objects from the board's CDN edge.
+    pub const CDN_PURGE: &str = "/v1/cdn/purge";
 }
 
 /// Fixed locations on every board. The virtual cluster bind-mounts a private directory over

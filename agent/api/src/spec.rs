@@ -729,7 +729,23 @@ mod tests {
     }
 }
 
-/// `POST /v1/db/reclone`'s answer.
+/// `POST /v1/cdn/purge`'s body: what to drop from the board's edge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CdnPurge {
+    /// One object's path (`/avatars/a.png`), or
+    pub key: Option<String>,
+    /// every object under this path (`/avatars/`; `/` for everything).
+    pub prefix: Option<String>,
+}
+
+/// The answer to a [`CdnPurge`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CdnPurged {
+    pub board: String,
+    pub purged: u64,
+}
+
+/// The answer to `POST /v1/db/reclone`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recloned {
     pub board: String,

@@ -88,6 +88,62 @@ pub async fn serve(
     Ok(())
 }
 
+/// Asks the edge on this board (its purge port on loopback) to drop `ask`'s objects; how
+/// many it dropped.
+pub async fn purge_local(admin_port: u16, ask: &lab_api::spec::CdnPurge) -> Result<u64, String> {
+    let query = match (&ask.key, &ask.prefix) {
+        (Some(k), _) => format!("key={}", encode(k)),
+        (None, Some(p)) => format!("prefix={}", encode(p)),
+        (None, None) => return Err("give a key or a prefix".into()),
+    };
+    let exchange = async {
+        use http_body_util::BodyExt;
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", admin_port))
+            .await
+            .map_err(|e| format!("the edge's purge port {admin_port}: {e}"))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .map_err(|e| e.to_string())?;
+        let driver = tokio::spawn(connection);
+        let request = hyper::Request::post(format!("{PURGE}?{query}"))
+            .header(hyper::header::HOST, format!("127.0.0.1:{admin_port}"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = http_body_util::Limited::new(response.into_body(), 4096)
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        driver.abort();
+        let answer: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        match answer["purged"].as_u64() {
+            Some(n) if status.is_success() => Ok(n),
+            _ => Err(format!("the edge answered {status}: {answer}")),
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| "the edge did not answer within 5 s".to_string())?
+}
+
+/// Percent-encodes a query value (unreserved characters and `/` stay).
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 async fn stats(State(edge): State<Arc<Edge>>) -> axum::Json<lab_api::files::CdnStats> {
     axum::Json(edge.stats())
 }

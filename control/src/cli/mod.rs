@@ -3,6 +3,7 @@
 
 mod board;
 mod bootstrap;
+mod cdn;
 mod down;
 mod events;
 mod forget;
@@ -99,6 +100,9 @@ pub enum Command {
     /// Throw a database replica's data away and copy it afresh from the primary: the way
     /// back for a replica kept out for holding writes the primary lacks (`--yes` required).
     Reclone(reclone::RecloneArgs),
+    /// The CDN edges: `lab cdn purge --prefix /avatars/` drops objects so the next request
+    /// fetches them from the origin.
+    Cdn(cdn::CdnArgs),
     /// Forget a board's pinned SSH host key (after re-flashing it); the next bootstrap pins
     /// the new one.
     ForgetHostKey(forget::ForgetArgs),
@@ -150,6 +154,7 @@ pub fn main() -> ExitCode {
             Command::Metrics(a) => metrics::run(a).await,
             Command::Top(a) => top::run(a).await,
             Command::Reclone(a) => reclone::run(a).await,
+            Command::Cdn(a) => cdn::run(a).await,
             Command::ForgetHostKey(a) => forget::run(a).await,
             Command::BoardInit { .. } => Ok(ExitCode::FAILURE),
         }
