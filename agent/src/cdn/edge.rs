@@ -39,8 +39,8 @@ const MAX_PASSED_BODY: usize = 64 * 1024;
 /// One kept object.
 #[derive(Clone)]
 pub struct Cached {
-    content_type: Option<String>,
-    etag: Option<String>,
+    content_type: Option<HeaderValue>,
+    etag: Option<HeaderValue>,
     body: Bytes,
     /// Fresh until then.
     expires: Instant,
@@ -75,6 +75,10 @@ struct Counters {
 /// The edge's state, shared by every request.
 pub struct Edge {
     config: CdnConfig,
+    /// `X-Served-By`, made once.
+    served_by: Option<HeaderValue>,
+    /// (bucket, `host:port`) of each origin, made once.
+    origins: Vec<(String, String)>,
     cache: Mutex<Cache<Cached>>,
     inflight: Mutex<HashMap<String, Arc<OnceCell<Arc<Fetched>>>>>,
     counters: Counters,
@@ -84,6 +88,12 @@ impl Edge {
     pub fn new(config: CdnConfig) -> Edge {
         let policy = Policy::parse(&config.policy).unwrap_or(Policy::Lru);
         Edge {
+            served_by: HeaderValue::from_str(&config.board).ok(),
+            origins: config
+                .origins
+                .iter()
+                .map(|o| (o.bucket.clone(), format!("{}:{}", o.host, o.port)))
+                .collect(),
             cache: Mutex::new(Cache::new(policy, config.memory_bytes)),
             inflight: Mutex::new(HashMap::new()),
             counters: Counters::default(),
@@ -126,14 +136,13 @@ impl Edge {
     }
 
     /// `host:port` of the origin for `path`.
-    fn origin(&self, path: &str) -> Option<String> {
+    fn origin(&self, path: &str) -> Option<&str> {
         let bucket = path.trim_start_matches('/').split('/').next().unwrap_or("");
-        self.config
-            .origins
+        self.origins
             .iter()
-            .find(|o| o.bucket == bucket)
-            .map(|o| format!("{}:{}", o.host, o.port))
-            .or_else(|| self.config.fallback.clone())
+            .find(|(b, _)| b == bucket)
+            .map(|(_, addr)| addr.as_str())
+            .or(self.config.fallback.as_deref())
     }
 }
 
@@ -147,11 +156,8 @@ pub async fn serve_object(State(edge): State<Arc<Edge>>, request: Request) -> Re
             "the edge serves GET and HEAD",
         );
     }
-    let key = request
-        .uri()
-        .path_and_query()
-        .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
-    let Some(origin) = edge.origin(&key) else {
+    let key: &str = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let Some(origin) = edge.origin(key) else {
         return failure(StatusCode::NOT_FOUND, "no origin serves this path");
     };
     let head = method == Method::HEAD;
@@ -163,12 +169,12 @@ pub async fn serve_object(State(edge): State<Arc<Edge>>, request: Request) -> Re
     // Ranges (video seeking) go straight through.
     if let Some(range) = request.headers().get(header::RANGE).cloned() {
         edge.counters.misses.fetch_add(1, Ordering::Relaxed);
-        return pass_through(&edge, &origin, &key, Some(range), &method).await;
+        return pass_through(&edge, origin, key, Some(range), &method).await;
     }
     let now = Instant::now();
     let stale = {
         let mut cache = edge.cache();
-        match cache.get(&key) {
+        match cache.get(key) {
             Some(c) if c.expires > now => {
                 let c = c.clone();
                 drop(cache);
@@ -179,7 +185,7 @@ pub async fn serve_object(State(edge): State<Arc<Edge>>, request: Request) -> Re
             None => None,
         }
     };
-    let fetched = fetch_once(&edge, &origin, &key, stale.as_ref()).await;
+    let fetched = fetch_once(&edge, origin, key, stale.as_ref()).await;
     match (&*fetched, stale) {
         (Fetched::Object(c), _) => {
             edge.counters.misses.fetch_add(1, Ordering::Relaxed);
@@ -192,7 +198,7 @@ pub async fn serve_object(State(edge): State<Arc<Edge>>, request: Request) -> Re
         }
         (Fetched::TooLarge, _) => {
             edge.counters.misses.fetch_add(1, Ordering::Relaxed);
-            pass_through(&edge, &origin, &key, None, &method).await
+            pass_through(&edge, origin, key, None, &method).await
         }
         (Fetched::Passed(status, body), _) => {
             edge.counters.misses.fetch_add(1, Ordering::Relaxed);
@@ -234,7 +240,10 @@ async fn fetch_once(
             .or_insert_with(|| Arc::new(OnceCell::new()))
             .clone()
     };
-    let etag = stale.and_then(|s| s.etag.clone());
+    let etag = stale
+        .and_then(|s| s.etag.as_ref())
+        .and_then(|e| e.to_str().ok())
+        .map(str::to_string);
     let fetched = cell
         .get_or_init(|| async {
             edge.counters.origin_fetches.fetch_add(1, Ordering::Relaxed);
@@ -339,15 +348,9 @@ async fn fetch(edge: &Edge, origin: &str, key: &str, etag: Option<&str>) -> Fetc
             Err(e) => return Err(e.to_string()),
         };
         let (keep, ttl) = freshness(&headers, ttl_default(edge));
-        let text = |name: header::HeaderName| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
         let cached = Cached {
-            content_type: text(header::CONTENT_TYPE),
-            etag: text(header::ETAG),
+            content_type: headers.get(header::CONTENT_TYPE).cloned(),
+            etag: headers.get(header::ETAG).cloned(),
             body,
             expires: Instant::now() + ttl,
         };
@@ -392,26 +395,18 @@ pub fn freshness(headers: &HeaderMap, default: Duration) -> (bool, Duration) {
 fn answer(
     edge: &Edge,
     c: &Cached,
-    x_cache: &str,
+    x_cache: &'static str,
     head: bool,
     if_none_match: Option<&str>,
 ) -> Response {
-    let mut headers = HeaderMap::new();
-    if let Some(v) = c
-        .content_type
-        .as_deref()
-        .and_then(|v| HeaderValue::from_str(v).ok())
-    {
-        headers.insert(header::CONTENT_TYPE, v);
+    let mut headers = HeaderMap::with_capacity(6);
+    if let Some(v) = &c.content_type {
+        headers.insert(header::CONTENT_TYPE, v.clone());
     }
-    if let Some(v) = c
-        .etag
-        .as_deref()
-        .and_then(|v| HeaderValue::from_str(v).ok())
-    {
-        headers.insert(header::ETAG, v);
+    if let Some(v) = &c.etag {
+        headers.insert(header::ETAG, v.clone());
     }
-    let matches = match (if_none_match, c.etag.as_deref()) {
+    let matches = match (if_none_match, c.etag.as_ref().and_then(|e| e.to_str().ok())) {
         (Some(asked), Some(etag)) => asked
             .split(',')
             .any(|t| t.trim() == etag || t.trim() == "*"),
@@ -498,16 +493,17 @@ async fn pass_through(
     }
 }
 
-fn with_edge_headers(edge: &Edge, mut response: Response, x_cache: &str) -> Response {
+fn with_edge_headers(edge: &Edge, mut response: Response, x_cache: &'static str) -> Response {
     let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(x_cache) {
-        headers.insert("x-cache", v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&edge.config.board) {
-        headers.insert("x-served-by", v);
+    headers.insert(X_CACHE, HeaderValue::from_static(x_cache));
+    if let Some(v) = &edge.served_by {
+        headers.insert(X_SERVED_BY, v.clone());
     }
     response
 }
+
+const X_CACHE: header::HeaderName = header::HeaderName::from_static("x-cache");
+const X_SERVED_BY: header::HeaderName = header::HeaderName::from_static("x-served-by");
 
 fn failure(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({ "error": message }))).into_response()
