@@ -386,6 +386,8 @@ async fn the_app_serves_users_and_posts_through_failures_and_reloads() {
         jwt_key: JWT_KEY.into(),
         token_ttl_secs: 3600,
         cache_ttl_secs: 60,
+        buckets: Vec::new(),
+        static_base: None,
     };
     let config_path = dir.path().join("app.json");
     std::fs::write(&config_path, serde_json::to_vec(&config).expect("json")).expect("config");

@@ -19,6 +19,9 @@ fn buckets_live_on_the_boards_the_inventory_names_and_an_edge_caches_them() {
             ("files-1", "native", "roles = [\"files\"]\n"),
             ("files-2", "native", "roles = [\"files\"]\n"),
             ("cdn-1", "native", "roles = [\"cdn\"]\n"),
+            ("lb-1", "native", "roles = [\"lb\"]\n"),
+            ("app-1", "native", "roles = [\"app\"]\n"),
+            ("db-1", "native", "roles = [\"db-master\"]\n"),
         ],
     );
     cluster.append_inventory(
@@ -84,6 +87,51 @@ fn buckets_live_on_the_boards_the_inventory_names_and_an_edge_caches_them() {
     );
     let bad = cluster.lab(&["cdn", "purge", "--prefix", "avatars"]);
     assert!(!bad.status.success());
+
+    // Uploaded through the LB and the app, stored by files-1, served by the edge.
+    let lb = format!("{}:80", cluster.addr("lb-1"));
+    let user = r#"{"name":"uploader","password":"correct horse"}"#;
+    let a = request(&lb, "POST", "/api/signup", &[], Some(user)).expect("signup");
+    assert_eq!(a.status, 201, "{a:?}");
+    let a = request(&lb, "POST", "/api/login", &[], Some(user)).expect("login");
+    let bearer = format!("Bearer {}", a.json()["token"].as_str().expect("token"));
+    let auth = [("Authorization", bearer.as_str())];
+    let up = request(
+        &lb,
+        "PUT",
+        "/api/files/avatars/me.png",
+        &auth,
+        Some("png bytes"),
+    )
+    .expect("upload");
+    assert_eq!(up.status, 201, "{up:?}");
+    let url = up.json()["url"].as_str().expect("url").to_string();
+    let user_id = a.json()["user"]["id"].as_u64().unwrap_or(1);
+    assert!(
+        url.starts_with(&format!("http://{edge}/avatars/users/")) && url.ends_with("/me.png"),
+        "{url} (user {user_id})"
+    );
+    let path = url.trim_start_matches(&format!("http://{edge}"));
+    let miss = request(&edge, "GET", path, &[], None).expect("GET the upload");
+    assert_eq!((miss.status, miss.body.as_str()), (200, "png bytes"));
+    assert_eq!(miss.header("x-cache"), Some("MISS"));
+    let hit = request(&edge, "GET", path, &[], None).expect("GET the upload");
+    assert_eq!(hit.header("x-cache"), Some("HIT"));
+    // Refused through the app with the store's words: too large, no such bucket, a bad name,
+    // no login.
+    let big = "x".repeat(64 * 1024 + 1);
+    let a = request(&lb, "PUT", "/api/files/avatars/big.png", &auth, Some(&big)).expect("PUT");
+    assert_eq!(a.status, 413, "{a:?}");
+    let a = request(&lb, "PUT", "/api/files/nope/x.png", &auth, Some("x")).expect("PUT");
+    assert_eq!(a.status, 404, "{a:?}");
+    let a = request(&lb, "PUT", "/api/files/avatars/..", &auth, Some("x")).expect("PUT");
+    assert_eq!(a.status, 400, "{a:?}");
+    let a = request(&lb, "PUT", "/api/files/avatars/x.png", &[], Some("x")).expect("PUT");
+    assert_eq!(a.status, 401, "{a:?}");
+    // What is not a bucket comes from the LB through the edge.
+    let page = request(&edge, "GET", "/", &[], None).expect("GET / via the edge");
+    assert_eq!(page.status, 200, "{page:?}");
+    assert_eq!(page.header("x-served-by"), Some("cdn-1"));
 
     // Power cycle: the agent brings the store back with its objects.
     cluster.lab_ok(&["restart", "files-1"]);

@@ -25,10 +25,24 @@ pub mod paths {
     pub const POST_PREFIX: &str = "/api/posts/";
     /// `GET /api/users/{id}/posts` -> `Vec<`[`super::Post`]`>`, newest first (cached).
     pub const USERS_PREFIX: &str = "/api/users/";
+    /// `PUT /api/files/{bucket}/{name}` (auth), the bytes as the body -> 201 [`super::Uploaded`]:
+    /// stored as `users/{id}/{name}` in the bucket's files board (streamed through).
+    pub const FILES_PREFIX: &str = "/api/files/";
     /// `GET`: 200 when the app can serve (the agent's readiness probe).
     pub const HEALTH: &str = "/_lab/health";
     /// `GET`: [`super::AppStats`] (the agent's collector). NGINX does not pass `/_lab/` on.
     pub const STATS: &str = "/_lab/stats";
+}
+
+/// The answer to an upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Uploaded {
+    pub bucket: String,
+    pub key: String,
+    pub size: u64,
+    pub etag: String,
+    /// Where clients fetch it: through the CDN edge when there is one, else the files board.
+    pub url: String,
 }
 
 /// Board that answered.

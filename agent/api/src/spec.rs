@@ -396,6 +396,21 @@ pub struct AppConfig {
     pub token_ttl_secs: u64,
     /// How long a cached read lives in memcached.
     pub cache_ttl_secs: u32,
+    /// Where each bucket lives (uploads go there).
+    #[serde(default)]
+    pub buckets: Vec<AppBucket>,
+    /// `http://host:port` of a CDN edge: the URL the app gives for an uploaded object.
+    #[serde(default)]
+    pub static_base: Option<String>,
+}
+
+/// A bucket the app stores uploads in, and the files board holding it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppBucket {
+    pub bucket: String,
+    pub host: String,
+    pub port: u16,
 }
 
 impl std::fmt::Debug for AppConfig {

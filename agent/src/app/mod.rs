@@ -31,6 +31,7 @@ pub mod routes;
 pub mod state;
 pub mod stats;
 pub mod token;
+pub mod uploads;
 pub mod validate;
 
 use std::path::{Path, PathBuf};

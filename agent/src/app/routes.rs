@@ -10,7 +10,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use lab_api::app::{paths, MAX_BODY_BYTES, SERVED_BY};
 
@@ -32,6 +32,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             &format!("{}{{id}}/posts", paths::USERS_PREFIX),
             get(handlers::user_posts),
+        )
+        .route(
+            &format!("{}{{bucket}}/{{name}}", paths::FILES_PREFIX),
+            put(super::uploads::upload),
         )
         .route(paths::HEALTH, get(handlers::health))
         .route(paths::STATS, get(handlers::stats))

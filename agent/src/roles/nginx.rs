@@ -29,6 +29,8 @@ const READ_TIMEOUT_SECS: u32 = 3;
 /// The same for sign-up and log-in, which hash a password (argon2: slow on purpose, and
 /// slower on a small board under load).
 const PASSWORD_READ_TIMEOUT_SECS: u32 = 30;
+/// How long an upload's answer may take once its body is sent.
+const UPLOAD_READ_TIMEOUT_SECS: u32 = 60;
 /// How many app boards one idempotent request may try.
 const TRIES: u32 = 3;
 
@@ -213,6 +215,14 @@ http {{\n\
         location ~ ^/api/(signup|login)$ {{\n\
             proxy_pass http://app;\n\
             proxy_read_timeout {PASSWORD_READ_TIMEOUT_SECS}s;\n\
+        }}\n\
+        # Uploads stream through to the app and on to the files board (the bucket's own\n\
+        # limit applies there), never held here.\n\
+        location /api/files/ {{\n\
+            proxy_pass http://app;\n\
+            client_max_body_size 1g;\n\
+            proxy_request_buffering off;\n\
+            proxy_read_timeout {UPLOAD_READ_TIMEOUT_SECS}s;\n\
         }}\n\
     }}\n\
     server {{\n\

@@ -140,6 +140,8 @@ mod tests {
                 jwt_key: "k".into(),
                 token_ttl_secs: 3600,
                 cache_ttl_secs: 60,
+                buckets: Vec::new(),
+                static_base: None,
             })],
         }
     }

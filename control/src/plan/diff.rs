@@ -471,6 +471,8 @@ mod tests {
             jwt_key: key.into(),
             token_ttl_secs: 60,
             cache_ttl_secs: 60,
+            buckets: Vec::new(),
+            static_base: None,
         })
     }
 

@@ -22,9 +22,10 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use lab_api::spec::{
-    AppConfig, AppDb, BoardSpec, CacheConfig, CachePeer, CdnConfig, CdnOrigin, DbConfig, DbPeer,
-    FilesBucket, FilesConfig, LbConfig, RoleConfig, Upstream, VipConfig, APP_PORT, APP_SCHEMA,
-    CDN_ADMIN_PORT, CDN_PORT, FILES_PORT, LB_PORT, LB_STATUS_PORT, MARIADB_PORT, MEMCACHED_PORT,
+    AppBucket, AppConfig, AppDb, BoardSpec, CacheConfig, CachePeer, CdnConfig, CdnOrigin, DbConfig,
+    DbPeer, FilesBucket, FilesConfig, LbConfig, RoleConfig, Upstream, VipConfig, APP_PORT,
+    APP_SCHEMA, CDN_ADMIN_PORT, CDN_PORT, FILES_PORT, LB_PORT, LB_STATUS_PORT, MARIADB_PORT,
+    MEMCACHED_PORT,
 };
 use lab_api::Role;
 use serde::Serialize;
@@ -300,6 +301,11 @@ pub fn desired(
             port: FILES_PORT,
         });
     }
+    // The app's pages point at static files on the first CDN edge.
+    let static_base = match with_role(Role::Cdn).first() {
+        Some(edge) => Some(format!("http://{}:{CDN_PORT}", address(&edge.name)?)),
+        None => None,
+    };
     let lbs = with_role(Role::Lb);
     let mut vip_peers = Vec::new();
     for b in &lbs {
@@ -426,6 +432,15 @@ pub fn desired(
                     jwt_key: secrets.jwt_key.clone(),
                     token_ttl_secs: TOKEN_TTL_SECS,
                     cache_ttl_secs: CACHE_TTL_SECS,
+                    buckets: cdn_origins
+                        .iter()
+                        .map(|o| AppBucket {
+                            bucket: o.bucket.clone(),
+                            host: o.host.clone(),
+                            port: o.port,
+                        })
+                        .collect(),
+                    static_base: static_base.clone(),
                 }),
                 Role::Cache => RoleConfig::Cache(CacheConfig {
                     bind: bind.clone(),
