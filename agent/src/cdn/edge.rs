@@ -50,6 +50,9 @@ pub struct Cached {
 enum Fetched {
     /// 200: the object (kept unless the origin said not to).
     Object(Cached),
+    /// 200, but not to be kept (`no-store`, `private`, or the app's answer without a
+    /// lifetime): answered, never stored.
+    Uncached(Cached),
     /// 304 to our conditional request: the stale copy is good for another TTL.
     NotModified,
     /// Another status (404, 400, ...): passed on as it is, not kept.
@@ -187,7 +190,7 @@ pub async fn serve_object(State(edge): State<Arc<Edge>>, request: Request) -> Re
     };
     let fetched = fetch_once(&edge, origin, key, stale.as_ref()).await;
     match (&*fetched, stale) {
-        (Fetched::Object(c), _) => {
+        (Fetched::Object(c) | Fetched::Uncached(c), _) => {
             edge.counters.misses.fetch_add(1, Ordering::Relaxed);
             answer(&edge, c, "MISS", head, if_none_match.as_deref())
         }
@@ -347,7 +350,9 @@ async fn fetch(edge: &Edge, origin: &str, key: &str, etag: Option<&str>) -> Fetc
             Err(e) if e.is::<http_body_util::LengthLimitError>() => return Ok(Fetched::TooLarge),
             Err(e) => return Err(e.to_string()),
         };
-        let (keep, ttl) = freshness(&headers, ttl_default(edge));
+        // A bucket's objects are static: fresh for the default unless told otherwise.
+        let is_bucket = edge.origins.iter().any(|(_, addr)| addr == origin);
+        let (keep, ttl) = freshness(&headers, is_bucket.then(|| ttl_default(edge)));
         let cached = Cached {
             content_type: headers.get(header::CONTENT_TYPE).cloned(),
             etag: headers.get(header::ETAG).cloned(),
@@ -357,11 +362,7 @@ async fn fetch(edge: &Edge, origin: &str, key: &str, etag: Option<&str>) -> Fetc
         if keep {
             Ok(Fetched::Object(cached))
         } else {
-            // Answered, but not kept: an already expired copy is never served as a HIT.
-            Ok(Fetched::Object(Cached {
-                expires: Instant::now(),
-                ..cached
-            }))
+            Ok(Fetched::Uncached(cached))
         }
     }
     .await;
@@ -370,12 +371,14 @@ async fn fetch(edge: &Edge, origin: &str, key: &str, etag: Option<&str>) -> Fetc
 }
 
 /// (keep it, for how long) from the origin's `Cache-Control`.
-pub fn freshness(headers: &HeaderMap, default: Duration) -> (bool, Duration) {
+/// `default` None: nothing is kept unless the origin gives a lifetime (the app's answers
+/// are dynamic; the file store's objects are not).
+pub fn freshness(headers: &HeaderMap, default: Option<Duration>) -> (bool, Duration) {
     let Some(cc) = headers
         .get(header::CACHE_CONTROL)
         .and_then(|v| v.to_str().ok())
     else {
-        return (true, default);
+        return (default.is_some(), default.unwrap_or(Duration::ZERO));
     };
     let mut ttl = None;
     for directive in cc.split(',').map(|d| d.trim().to_ascii_lowercase()) {
@@ -388,7 +391,10 @@ pub fn freshness(headers: &HeaderMap, default: Duration) -> (bool, Duration) {
             ttl = ttl.or(v.parse::<u64>().ok().map(Duration::from_secs));
         }
     }
-    (true, ttl.unwrap_or(default))
+    match ttl.or(default) {
+        Some(ttl) => (true, ttl),
+        None => (false, Duration::ZERO),
+    }
 }
 
 /// The answer from a kept object.
@@ -521,12 +527,17 @@ mod tests {
                 header::CACHE_CONTROL,
                 HeaderValue::from_str(v).expect("value"),
             );
-            freshness(&h, Duration::from_secs(60))
+            freshness(&h, Some(Duration::from_secs(60)))
         };
         assert_eq!(
-            freshness(&HeaderMap::new(), Duration::from_secs(60)),
+            freshness(&HeaderMap::new(), Some(Duration::from_secs(60))),
             (true, Duration::from_secs(60))
         );
+        // The app's answers without a lifetime are not kept.
+        assert_eq!(freshness(&HeaderMap::new(), None), (false, Duration::ZERO));
+        let mut h = HeaderMap::new();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=5"));
+        assert_eq!(freshness(&h, None), (true, Duration::from_secs(5)));
         assert_eq!(
             with("public, max-age=300"),
             (true, Duration::from_secs(300))
