@@ -282,6 +282,16 @@ pub struct Inventory {
 pub struct CdnSettings {
     /// Eviction policy of every edge: `lru` (default, the seed's) or `s3-fifo`.
     pub policy: CdnPolicy,
+    /// Per-board exceptions (`[cdn.boards] cdn-2 = "s3-fifo"`): two edges, two policies,
+    /// compared side by side.
+    pub by_board: std::collections::BTreeMap<String, CdnPolicy>,
+}
+
+impl CdnSettings {
+    /// The policy of edge `board`.
+    pub fn policy_of(&self, board: &str) -> CdnPolicy {
+        self.by_board.get(board).copied().unwrap_or(self.policy)
+    }
 }
 
 /// An edge's eviction policy.
@@ -307,6 +317,7 @@ impl Default for CdnSettings {
     fn default() -> Self {
         CdnSettings {
             policy: CdnPolicy::Lru,
+            by_board: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -417,13 +428,14 @@ struct RawInventory {
     db: Option<Spanned<RawDb>>,
     lb: Option<Spanned<RawLb>>,
     files: Option<std::collections::BTreeMap<String, Spanned<RawBucket>>>,
-    cdn: Option<Spanned<RawCdn>>,
+    cdn: Option<RawCdn>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCdn {
     policy: Option<Spanned<String>>,
+    boards: Option<std::collections::BTreeMap<String, Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -910,20 +922,43 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
         placed
     });
     let mut cdn = CdnSettings::default();
-    if let Some(policy) = raw.cdn.as_ref().and_then(|t| t.get_ref().policy.as_ref()) {
-        match CdnPolicy::ALL
-            .into_iter()
-            .find(|p| p.as_str() == policy.get_ref())
-        {
-            Some(p) => cdn.policy = p,
-            None => problem(
-                policy.span(),
-                None,
-                format!(
-                    "[cdn] policy `{}` is unknown (known: lru, s3-fifo)",
-                    policy.get_ref()
+    if let Some(raw_cdn) = raw.cdn.as_ref() {
+        let known = |text: &str| CdnPolicy::ALL.into_iter().find(|p| p.as_str() == text);
+        if let Some(policy) = &raw_cdn.policy {
+            match known(policy.get_ref()) {
+                Some(p) => cdn.policy = p,
+                None => problem(
+                    policy.span(),
+                    None,
+                    format!(
+                        "[cdn] policy `{}` is unknown (known: lru, s3-fifo)",
+                        policy.get_ref()
+                    ),
                 ),
-            ),
+            }
+        }
+        for (board, policy) in raw_cdn.boards.iter().flatten() {
+            let has_cdn = boards.iter().any(|b| {
+                &b.name == board && matches!(&b.roles, RoleSpec::Given(r) if r.contains(&Role::Cdn))
+            });
+            match known(policy.get_ref()) {
+                _ if !has_cdn => problem(
+                    policy.span(),
+                    None,
+                    format!("[cdn.boards] `{board}` is not a board with the cdn role"),
+                ),
+                Some(p) => {
+                    cdn.by_board.insert(board.clone(), p);
+                }
+                None => problem(
+                    policy.span(),
+                    None,
+                    format!(
+                        "[cdn.boards] {board}: policy `{}` is unknown (known: lru, s3-fifo)",
+                        policy.get_ref()
+                    ),
+                ),
+            }
         }
     }
     if !problems.is_empty() {
@@ -1465,6 +1500,16 @@ arch = "arm64"
                 "bad bucket name and size",
                 "[cluster]\nname=\"c\"\n[files.Avatars]\nboard=\"a\"\n[files.videos]\nboard=\"a\"\nmax_object=\"5MB\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"files\"]\n",
                 "[files.Avatars]: a bucket name is a-z, 0-9 and -",
+            ),
+            (
+                "cdn policy for a board without the cdn role",
+                "[cluster]\nname=\"c\"\n[cdn.boards]\na=\"s3-fifo\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"app\"]\n",
+                "inv.toml:4: [cdn.boards] `a` is not a board with the cdn role",
+            ),
+            (
+                "unknown cdn policy",
+                "[cluster]\nname=\"c\"\n[cdn]\npolicy=\"arc\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"cdn\"]\n",
+                "inv.toml:4: [cdn] policy `arc` is unknown (known: lru, s3-fifo)",
             ),
             (
                 "vip given by hand",

@@ -399,7 +399,7 @@ pub fn desired(
                     port: CDN_PORT,
                     admin_port: CDN_ADMIN_PORT,
                     memory_bytes: quarter_mb(memory, 16, 4096) << 20,
-                    policy: inv.cdn.policy.as_str().to_string(),
+                    policy: inv.cdn.policy_of(&b.name).as_str().to_string(),
                     default_ttl_secs: CDN_DEFAULT_TTL_SECS,
                     stale_if_error_secs: CDN_STALE_IF_ERROR_SECS,
                     max_object_bytes: CDN_MAX_OBJECT_BYTES,
@@ -663,6 +663,39 @@ memory = "256MiB"
             buckets(&plan, "files-2"),
             vec![("photos".to_string(), 1 << 20)]
         );
+    }
+
+    #[test]
+    fn edges_take_the_clusters_policy_or_their_own_and_every_bucket_as_origin() {
+        let text = "[cluster]\nname = \"c\"\n[cdn.boards]\ncdn-2 = \"s3-fifo\"\n\
+                    [[board]]\nname = \"files-1\"\naddress = \"10.80.0.51\"\nroles = [\"files\"]\n\
+                    [[board]]\nname = \"cdn-1\"\naddress = \"10.80.0.61\"\nroles = [\"cdn\"]\n\
+                    [[board]]\nname = \"cdn-2\"\naddress = \"10.80.0.62\"\nroles = [\"cdn\"]\n";
+        let (inv, addrs) = inventory(text);
+        let plan = desired(&inv, &addrs, &Topology::default(), &users()).expect("plan");
+        let edge = |n: &str| match &plan
+            .boards
+            .iter()
+            .find(|b| b.board == n)
+            .expect(n)
+            .spec
+            .roles[..]
+        {
+            [RoleConfig::Cdn(c)] => c.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            (edge("cdn-1").policy.as_str(), edge("cdn-2").policy.as_str()),
+            ("lru", "s3-fifo")
+        );
+        let origins: Vec<(String, String)> = edge("cdn-1")
+            .origins
+            .iter()
+            .map(|o| (o.bucket.clone(), o.host.clone()))
+            .collect();
+        assert_eq!(origins.len(), 3, "{origins:?}");
+        assert!(origins.iter().all(|(_, h)| h == "10.80.0.51"));
+        assert_eq!(edge("cdn-1").fallback, None, "no lb board, no fallback");
     }
 
     #[test]
