@@ -24,6 +24,15 @@ struct Edge {
 
 impl Edge {
     async fn start(origin: SocketAddr, ttl_secs: u32, stale_secs: u32) -> Edge {
+        Edge::start_with(origin, None, ttl_secs, stale_secs).await
+    }
+
+    async fn start_with(
+        origin: SocketAddr,
+        replica: Option<SocketAddr>,
+        ttl_secs: u32,
+        stale_secs: u32,
+    ) -> Edge {
         let clients = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -49,6 +58,7 @@ impl Edge {
                 board: "files-test".into(),
                 host: origin.ip().to_string(),
                 port: origin.port(),
+                replica: replica.map(|r| r.to_string()),
             }],
             fallback: None,
         };
@@ -262,4 +272,78 @@ async fn with_the_origin_gone_a_stale_copy_is_served_within_its_bound_then_502()
         "{stats}"
     );
     edge.stop().await;
+}
+
+/// A bucket on two boards: each write and delete taken by one is on the other when it is
+/// answered (`X-Lab-Replicated: yes`); with the other gone the write stands (`no`); and the
+/// edge reads from the replica when the first board is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicated_bucket_is_written_to_both_and_read_from_either() {
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let la = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let lb = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let (a_addr, b_addr) = (la.local_addr().expect("a"), lb.local_addr().expect("b"));
+    let a = FilesServer::start_on(
+        la,
+        "files-a",
+        dir_a.path(),
+        &[("avatars", 1 << 20, Some(b_addr.to_string()))],
+    );
+    let b = FilesServer::start_on(
+        lb,
+        "files-b",
+        dir_b.path(),
+        &[("avatars", 1 << 20, Some(a_addr.to_string()))],
+    );
+    let put = request(
+        a.addr,
+        "PUT",
+        "/avatars/intro.mp4",
+        &[("content-type", "video/mp4")],
+        b"frames".to_vec(),
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::CREATED);
+    assert_eq!(put.header("x-lab-replicated"), Some("yes"));
+    let on_b = request(b.addr, "GET", "/avatars/intro.mp4", &[], vec![]).await;
+    assert_eq!(
+        (on_b.status, on_b.body.as_ref()),
+        (StatusCode::OK, &b"frames"[..])
+    );
+    assert_eq!(on_b.header("content-type"), Some("video/mp4"));
+    assert_eq!(on_b.header("etag"), put.header("etag"), "the same bytes");
+    // Written on b, read on a; deleted on a, gone from b.
+    let put = request(b.addr, "PUT", "/avatars/two.mp4", &[], b"more".to_vec()).await;
+    assert_eq!(put.header("x-lab-replicated"), Some("yes"));
+    let on_a = request(a.addr, "GET", "/avatars/two.mp4", &[], vec![]).await;
+    assert_eq!(on_a.body.as_ref(), b"more");
+    let gone = request(a.addr, "DELETE", "/avatars/two.mp4", &[], vec![]).await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT);
+    assert_eq!(gone.header("x-lab-replicated"), Some("yes"));
+    let on_b = request(b.addr, "GET", "/avatars/two.mp4", &[], vec![]).await;
+    assert_eq!(on_b.status, StatusCode::NOT_FOUND);
+
+    // The edge, told a first and b as its replica, reads from b once a is gone.
+    let edge = Edge::start_with(a_addr, Some(b_addr), 60, 60).await;
+    a.stop().await;
+    let via_replica = edge.get("/avatars/intro.mp4", &[]).await;
+    assert_eq!(
+        (via_replica.status, via_replica.body.as_ref()),
+        (StatusCode::OK, &b"frames"[..])
+    );
+    assert_eq!(via_replica.header("x-cache"), Some("MISS"));
+    edge.stop().await;
+
+    // With its other board gone, a write on b stands, marked as not replicated.
+    let alone = request(b.addr, "PUT", "/avatars/alone.mp4", &[], b"x".to_vec()).await;
+    assert_eq!(alone.status, StatusCode::CREATED);
+    assert_eq!(alone.header("x-lab-replicated"), Some("no"));
+    b.stop().await;
 }

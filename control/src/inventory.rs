@@ -329,6 +329,8 @@ pub struct BucketPlacement {
     pub board: String,
     /// The largest object the bucket takes (`max_object = "5MiB"`).
     pub max_object_bytes: u64,
+    /// A second files board holding it too (`replica = "files-2"`): 2-way replication.
+    pub replica: Option<String>,
 }
 
 /// A bucket's largest object when `max_object` is not given.
@@ -443,6 +445,7 @@ struct RawCdn {
 struct RawBucket {
     board: Spanned<String>,
     max_object: Option<Spanned<String>>,
+    replica: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -913,10 +916,28 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
                     }
                 },
             };
+            if let Some(replica) = &raw.replica {
+                let r = replica.get_ref();
+                let is_files = boards.iter().any(|b| {
+                    &b.name == r
+                        && matches!(&b.roles, RoleSpec::Given(roles) if roles.contains(&Role::Files))
+                });
+                if r == board || !is_files {
+                    problem(
+                        replica.span(),
+                        None,
+                        format!(
+                            "[files.{name}] replica `{r}` must be another board with the files role"
+                        ),
+                    );
+                    continue;
+                }
+            }
             placed.push(BucketPlacement {
                 name: name.clone(),
                 board: board.clone(),
                 max_object_bytes,
+                replica: raw.replica.as_ref().map(|r| r.get_ref().clone()),
             });
         }
         placed
@@ -1510,6 +1531,11 @@ arch = "arm64"
                 "unknown cdn policy",
                 "[cluster]\nname=\"c\"\n[cdn]\npolicy=\"arc\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"cdn\"]\n",
                 "inv.toml:4: [cdn] policy `arc` is unknown (known: lru, s3-fifo)",
+            ),
+            (
+                "bucket replicated on its own board",
+                "[cluster]\nname=\"c\"\n[files.avatars]\nboard=\"a\"\nreplica=\"a\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"files\"]\n",
+                "inv.toml:5: [files.avatars] replica `a` must be another board with the files role",
             ),
             (
                 "vip given by hand",

@@ -26,7 +26,7 @@ fn buckets_live_on_the_boards_the_inventory_names_and_an_edge_caches_them() {
     );
     cluster.append_inventory(
         "\n[files.avatars]\nboard = \"files-1\"\nmax_object = \"64KiB\"\n\n\
-         [files.videos]\nboard = \"files-2\"\n",
+         [files.videos]\nboard = \"files-2\"\nreplica = \"files-1\"\n",
     );
     let up = cluster.lab_ok(&["up"]);
     let plan = cluster.lab_ok(&["plan"]);
@@ -55,6 +55,14 @@ fn buckets_live_on_the_boards_the_inventory_names_and_an_edge_caches_them() {
     assert_eq!(elsewhere.status, 404, "{elsewhere:?}");
     let video = request(&two, "PUT", "/videos/intro.mp4", &[], Some("frames")).expect("PUT");
     assert_eq!(video.status, 201, "{video:?}");
+    // videos is replicated on files-1: there too once the write is answered.
+    assert_eq!(video.header("x-lab-replicated"), Some("yes"), "{video:?}");
+    let copy = request(&one, "GET", "/videos/intro.mp4", &[], None).expect("GET");
+    assert_eq!(
+        (copy.status, copy.body.as_str()),
+        (200, "frames"),
+        "{copy:?}"
+    );
     // Over the bucket's limit, and a key that tries to leave the bucket.
     let big = "x".repeat(64 * 1024 + 1);
     let refused = request(&one, "PUT", "/avatars/big", &[], Some(&big)).expect("PUT");

@@ -281,6 +281,9 @@ pub struct CdnOrigin {
     pub board: String,
     pub host: String,
     pub port: u16,
+    /// `host:port` of the bucket's replica, asked when the board above cannot be reached.
+    #[serde(default)]
+    pub replica: Option<String>,
 }
 
 /// The file store's port on a files board (its cluster address).
@@ -306,6 +309,10 @@ pub struct FilesBucket {
     pub name: String,
     /// The largest object it takes (413 above).
     pub max_object_bytes: u64,
+    /// `host:port` of the other files board holding the bucket (2-way replication): every
+    /// write and delete taken here is passed on there before it is answered.
+    #[serde(default)]
+    pub replica: Option<String>,
 }
 
 /// The floating address of the lb boards: keepalived (VRRP) on each holds it on exactly one
@@ -411,6 +418,9 @@ pub struct AppBucket {
     pub bucket: String,
     pub host: String,
     pub port: u16,
+    /// `host:port` of the bucket's replica, used when the board above cannot be reached.
+    #[serde(default)]
+    pub replica: Option<String>,
 }
 
 impl std::fmt::Debug for AppConfig {

@@ -64,10 +64,23 @@ pub async fn upload(
             format!("the files board of bucket `{bucket}` ({origin}): {e}"),
         )
     };
-    let tcp = tokio::time::timeout(CONNECT_WITHIN, tokio::net::TcpStream::connect(&origin))
-        .await
-        .map_err(|_| unreachable("no answer".into()))?
-        .map_err(|e| unreachable(e.to_string()))?;
+    let connect = |addr: String| async move {
+        match tokio::time::timeout(CONNECT_WITHIN, tokio::net::TcpStream::connect(&addr)).await {
+            Ok(Ok(tcp)) => Ok((tcp, addr)),
+            Ok(Err(e)) => Err(format!("{addr}: {e}")),
+            Err(_) => Err(format!("{addr}: no answer")),
+        }
+    };
+    // The bucket's replica takes the upload when its board cannot be reached.
+    let (tcp, origin) = match connect(origin.clone()).await {
+        Ok(pair) => pair,
+        Err(first) => match place.replica.clone() {
+            Some(replica) => connect(replica)
+                .await
+                .map_err(|second| unreachable(format!("{first}; {second}")))?,
+            None => return Err(unreachable(first)),
+        },
+    };
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
         .map_err(|e| unreachable(e.to_string()))?;

@@ -82,6 +82,8 @@ pub struct Edge {
     served_by: Option<HeaderValue>,
     /// (bucket, `host:port`) of each origin, made once.
     origins: Vec<(String, String)>,
+    /// A bucket origin's replica (`host:port` -> `host:port`), asked when it is unreachable.
+    replicas: HashMap<String, String>,
     cache: Mutex<Cache<Cached>>,
     inflight: Mutex<HashMap<String, Arc<OnceCell<Arc<Fetched>>>>>,
     counters: Counters,
@@ -96,6 +98,11 @@ impl Edge {
                 .origins
                 .iter()
                 .map(|o| (o.bucket.clone(), format!("{}:{}", o.host, o.port)))
+                .collect(),
+            replicas: config
+                .origins
+                .iter()
+                .filter_map(|o| Some((format!("{}:{}", o.host, o.port), o.replica.clone()?)))
                 .collect(),
             cache: Mutex::new(Cache::new(policy, config.memory_bytes)),
             inflight: Mutex::new(HashMap::new()),
@@ -291,9 +298,9 @@ async fn fetch_once(
 async fn fetch(edge: &Edge, origin: &str, key: &str, etag: Option<&str>) -> Fetched {
     let refused =
         |e: String| Fetched::Failed(StatusCode::BAD_GATEWAY, format!("the origin {origin}: {e}"));
-    let tcp = match tokio::net::TcpStream::connect(origin).await {
-        Ok(t) => t,
-        Err(e) => return refused(e.to_string()),
+    let (tcp, origin) = match connect(edge, origin).await {
+        Ok(pair) => pair,
+        Err(e) => return refused(e),
     };
     let (mut sender, connection) =
         match hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await {
@@ -351,7 +358,8 @@ async fn fetch(edge: &Edge, origin: &str, key: &str, etag: Option<&str>) -> Fetc
             Err(e) => return Err(e.to_string()),
         };
         // A bucket's objects are static: fresh for the default unless told otherwise.
-        let is_bucket = edge.origins.iter().any(|(_, addr)| addr == origin);
+        let is_bucket = edge.origins.iter().any(|(_, addr)| addr == origin)
+            || edge.replicas.values().any(|addr| addr == origin);
         let (keep, ttl) = freshness(&headers, is_bucket.then(|| ttl_default(edge)));
         let cached = Cached {
             content_type: headers.get(header::CONTENT_TYPE).cloned(),
@@ -368,6 +376,24 @@ async fn fetch(edge: &Edge, origin: &str, key: &str, etag: Option<&str>) -> Fetc
     .await;
     driver.abort();
     fetched.unwrap_or_else(refused)
+}
+
+/// A connection to `origin`, or to its replica when it cannot be reached; and the address
+/// that answered.
+async fn connect<'a>(
+    edge: &'a Edge,
+    origin: &'a str,
+) -> Result<(tokio::net::TcpStream, &'a str), String> {
+    match tokio::net::TcpStream::connect(origin).await {
+        Ok(tcp) => Ok((tcp, origin)),
+        Err(e) => match edge.replicas.get(origin) {
+            Some(replica) => match tokio::net::TcpStream::connect(replica.as_str()).await {
+                Ok(tcp) => Ok((tcp, replica.as_str())),
+                Err(e2) => Err(format!("{e}; its replica {replica}: {e2}")),
+            },
+            None => Err(e.to_string()),
+        },
+    }
 }
 
 /// (keep it, for how long) from the origin's `Cache-Control`.
@@ -442,9 +468,7 @@ async fn pass_through(
 ) -> Response {
     edge.counters.origin_fetches.fetch_add(1, Ordering::Relaxed);
     let connected = async {
-        let tcp = tokio::net::TcpStream::connect(origin)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (tcp, origin) = connect(edge, origin).await?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
             .await
             .map_err(|e| e.to_string())?;

@@ -104,11 +104,19 @@ async fn object(
     match *request.method() {
         Method::PUT => put(&files, &bucket, &key, request).await,
         Method::GET | Method::HEAD => read(&files, &bucket, &key, request).await,
-        Method::DELETE => match files.store.delete(&bucket, &key).await {
-            Ok(true) => StatusCode::NO_CONTENT.into_response(),
-            Ok(false) => failure(StatusCode::NOT_FOUND, "no such object"),
-            Err(e) => failure(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-        },
+        Method::DELETE => {
+            let from_peer = request.headers().contains_key(REPLICA_HEADER);
+            let mut response = match files.store.delete(&bucket, &key).await {
+                Ok(true) => StatusCode::NO_CONTENT.into_response(),
+                Ok(false) => failure(StatusCode::NOT_FOUND, "no such object"),
+                Err(e) => return failure(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            };
+            if let (Some(peer), false) = (replica_of(&files, &bucket), from_peer) {
+                let done = replicate(&peer, Method::DELETE, &bucket, &key, None).await;
+                mark_replicated(&mut response, &bucket, &key, done);
+            }
+            response
+        }
         _ => failure(
             StatusCode::METHOD_NOT_ALLOWED,
             "PUT, GET, HEAD or DELETE an object",
@@ -152,6 +160,14 @@ async fn put(files: &Files, bucket: &str, key: &ObjectKey, request: Request) -> 
             if let Ok(v) = HeaderValue::from_str(&meta.etag) {
                 response.headers_mut().insert(header::ETAG, v);
             }
+            if let (Some(peer), false) = (
+                replica_of(files, bucket),
+                headers.contains_key(REPLICA_HEADER),
+            ) {
+                let blob = files.store.blob_path(bucket, &meta);
+                let done = replicate(&peer, Method::PUT, bucket, key, Some((blob, &meta))).await;
+                mark_replicated(&mut response, bucket, key, done);
+            }
             response
         }
         Err(e) => {
@@ -179,6 +195,92 @@ async fn put(files: &Files, bucket: &str, key: &ObjectKey, request: Request) -> 
             failure(status, &e.to_string())
         }
     }
+}
+
+/// Set on a write passed on by the bucket's other board (so it is not passed back).
+pub const REPLICA_HEADER: &str = "x-lab-replica";
+/// On a write's answer: `yes` when the bucket's other board has it too, `no` when it could
+/// not be reached (the write stands here; the other board misses it until written again).
+pub const REPLICATED_HEADER: &str = "x-lab-replicated";
+/// Longest a write may take to be passed on.
+const REPLICATE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn replica_of(files: &Files, bucket: &str) -> Option<String> {
+    files.store.bucket(bucket).and_then(|b| b.replica.clone())
+}
+
+fn mark_replicated(
+    response: &mut Response,
+    bucket: &str,
+    key: &ObjectKey,
+    done: Result<(), String>,
+) {
+    let word = match done {
+        Ok(()) => "yes",
+        Err(why) => {
+            log::warn!(
+                "{bucket}/{}: not passed on to the other board: {why}",
+                key.as_str()
+            );
+            "no"
+        }
+    };
+    response
+        .headers_mut()
+        .insert(REPLICATED_HEADER, HeaderValue::from_static(word));
+}
+
+/// Passes a write (the stored blob) or a delete on to `peer`, marked as a replica's.
+async fn replicate(
+    peer: &str,
+    method: Method,
+    bucket: &str,
+    key: &ObjectKey,
+    blob: Option<(std::path::PathBuf, &super::store::Meta)>,
+) -> Result<(), String> {
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect(peer)
+            .await
+            .map_err(|e| format!("{peer}: {e}"))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .map_err(|e| e.to_string())?;
+        let driver = tokio::spawn(connection);
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("/{bucket}/{}", key.as_str()))
+            .header(header::HOST, peer)
+            .header(header::CONNECTION, "close")
+            .header(REPLICA_HEADER, "1");
+        let body = match blob {
+            Some((path, meta)) => {
+                let file = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                request = request
+                    .header(header::CONTENT_TYPE, &meta.content_type)
+                    .header(header::CONTENT_LENGTH, meta.size);
+                Body::from_stream(tokio_util::io::ReaderStream::new(file))
+            }
+            None => Body::empty(),
+        };
+        let request = request.body(body).map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string());
+        driver.abort();
+        let status = response?.status();
+        if status.is_success() || status == StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(format!("{peer} answered {status}"))
+        }
+    };
+    tokio::time::timeout(REPLICATE_WITHIN, exchange)
+        .await
+        .map_err(|_| format!("{peer} did not answer within {REPLICATE_WITHIN:?}"))?
 }
 
 /// A PUT's body, counted as it arrives.

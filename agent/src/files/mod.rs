@@ -56,6 +56,7 @@ pub async fn serve(
         buckets.push(store::Bucket {
             name: b.name.clone(),
             max_object_bytes: b.max_object_bytes,
+            replica: b.replica.clone(),
         });
     }
     let store = store::Store::open(data_dir, buckets)

@@ -62,6 +62,8 @@ pub trait Chunks {
 pub struct Bucket {
     pub name: String,
     pub max_object_bytes: u64,
+    /// `host:port` of the other board holding it (see [`super::http`]).
+    pub replica: Option<String>,
 }
 
 /// The store of one files board.
@@ -305,6 +307,7 @@ mod tests {
         let buckets = vec![Bucket {
             name: "avatars".into(),
             max_object_bytes: limit,
+            replica: None,
         }];
         Store::open(dir, buckets).await.expect("open")
     }

@@ -21,21 +21,34 @@ pub struct FilesServer {
 
 impl FilesServer {
     pub async fn start(data: &Path, buckets: &[(&str, u64)]) -> FilesServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let buckets: Vec<(&str, u64, Option<String>)> =
+            buckets.iter().map(|(n, m)| (*n, *m, None)).collect();
+        FilesServer::start_on(listener, "files-test", data, &buckets)
+    }
+
+    /// On `listener`, as `board`, each bucket with its replica's `host:port` if any.
+    pub fn start_on(
+        listener: tokio::net::TcpListener,
+        board: &str,
+        data: &Path,
+        buckets: &[(&str, u64, Option<String>)],
+    ) -> FilesServer {
         let config = FilesConfig {
-            board: "files-test".into(),
+            board: board.into(),
             bind: "127.0.0.1".into(),
             port: 0,
             buckets: buckets
                 .iter()
-                .map(|(name, max)| FilesBucket {
+                .map(|(name, max, replica)| FilesBucket {
                     name: name.to_string(),
                     max_object_bytes: *max,
+                    replica: replica.clone(),
                 })
                 .collect(),
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let stop = CancellationToken::new();
         let data = data.to_path_buf();

@@ -142,6 +142,7 @@ pub fn bucket_placement(
             name: name.to_string(),
             board: files_boards[i % files_boards.len()].name.clone(),
             max_object_bytes: *max,
+            replica: None,
         })
         .collect()
 }
@@ -292,6 +293,8 @@ pub fn desired(
             }
         ));
     }
+    let files_addr =
+        |board: &str| -> anyhow::Result<String> { Ok(format!("{}:{FILES_PORT}", address(board)?)) };
     let mut cdn_origins = Vec::new();
     for p in &placement {
         cdn_origins.push(CdnOrigin {
@@ -299,6 +302,7 @@ pub fn desired(
             board: p.board.clone(),
             host: address(&p.board)?.to_string(),
             port: FILES_PORT,
+            replica: p.replica.as_deref().map(files_addr).transpose()?,
         });
     }
     // The app's pages point at static files on the first CDN edge.
@@ -410,12 +414,23 @@ pub fn desired(
                     board: b.name.clone(),
                     bind: bind.clone(),
                     port: FILES_PORT,
+                    // A replicated bucket lives on both boards, each passing writes on to
+                    // the other.
                     buckets: placement
                         .iter()
-                        .filter(|p| p.board == b.name)
-                        .map(|p| FilesBucket {
-                            name: p.name.clone(),
-                            max_object_bytes: p.max_object_bytes,
+                        .filter_map(|p| {
+                            let peer = if p.board == b.name {
+                                p.replica.as_deref()
+                            } else if p.replica.as_deref() == Some(b.name.as_str()) {
+                                Some(p.board.as_str())
+                            } else {
+                                return None;
+                            };
+                            Some(FilesBucket {
+                                name: p.name.clone(),
+                                max_object_bytes: p.max_object_bytes,
+                                replica: peer.and_then(|peer| files_addr(peer).ok()),
+                            })
                         })
                         .collect(),
                 }),
@@ -438,6 +453,7 @@ pub fn desired(
                             bucket: o.bucket.clone(),
                             host: o.host.clone(),
                             port: o.port,
+                            replica: o.replica.clone(),
                         })
                         .collect(),
                     static_base: static_base.clone(),
@@ -655,14 +671,33 @@ memory = "256MiB"
             .iter()
             .any(|r| r.contains("the default placement")));
 
-        let given = format!("{text}[files.photos]\nboard = \"files-2\"\nmax_object = \"1MiB\"\n");
+        let given = format!(
+            "{text}[files.photos]\nboard = \"files-2\"\nmax_object = \"1MiB\"\nreplica = \"files-1\"\n"
+        );
         let (inv, addrs) = inventory(&given);
         let plan = desired(&inv, &addrs, &Topology::default(), &users()).expect("plan");
-        assert_eq!(buckets(&plan, "files-1"), vec![]);
+        // Replicated: on both boards, each pointing at the other.
+        assert_eq!(
+            buckets(&plan, "files-1"),
+            vec![("photos".to_string(), 1 << 20)]
+        );
         assert_eq!(
             buckets(&plan, "files-2"),
             vec![("photos".to_string(), 1 << 20)]
         );
+        let replica_of = |board: &str| match &plan
+            .boards
+            .iter()
+            .find(|b| b.board == board)
+            .expect(board)
+            .spec
+            .roles[..]
+        {
+            [RoleConfig::Files(f)] => f.buckets[0].replica.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(replica_of("files-1").as_deref(), Some("10.80.0.52:8070"));
+        assert_eq!(replica_of("files-2").as_deref(), Some("10.80.0.51:8070"));
     }
 
     #[test]
