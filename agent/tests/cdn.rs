@@ -197,8 +197,11 @@ async fn hits_misses_single_flight_revalidation_purge_and_pass_through() {
     assert_eq!(purged["purged"], 2, "{purged}");
     let after_purge = edge.get("/avatars/crowd.png", &[]).await;
     assert_eq!(after_purge.header("x-cache"), Some("MISS"));
-    // Purges are not for clients.
+    // Purges are not for clients (not a bucket; no fallback origin in this test), and a
+    // bucket object is not written through the edge.
     let refused = request(edge.addr, "POST", "/_lab/purge?prefix=/", &[], vec![]).await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND);
+    let refused = request(edge.addr, "PUT", "/avatars/a.png", &[], b"x".to_vec()).await;
     assert_eq!(refused.status, StatusCode::METHOD_NOT_ALLOWED);
 
     // A range and an object over the edge's 64 KiB limit go through, never kept.

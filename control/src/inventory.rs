@@ -285,6 +285,9 @@ pub struct CdnSettings {
     /// Per-board exceptions (`[cdn.boards] cdn-2 = "s3-fifo"`): two edges, two policies,
     /// compared side by side.
     pub by_board: std::collections::BTreeMap<String, CdnPolicy>,
+    /// Regions and their edge (`[cdn.regions] eu = "cdn-1"`): `lab load --region eu` goes
+    /// there, and to the next region's edge when it cannot be reached.
+    pub regions: std::collections::BTreeMap<String, String>,
 }
 
 impl CdnSettings {
@@ -318,6 +321,7 @@ impl Default for CdnSettings {
         CdnSettings {
             policy: CdnPolicy::Lru,
             by_board: std::collections::BTreeMap::new(),
+            regions: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -438,6 +442,7 @@ struct RawInventory {
 struct RawCdn {
     policy: Option<Spanned<String>>,
     boards: Option<std::collections::BTreeMap<String, Spanned<String>>>,
+    regions: Option<std::collections::BTreeMap<String, Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -956,6 +961,24 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
                         policy.get_ref()
                     ),
                 ),
+            }
+        }
+        for (region, board) in raw_cdn.regions.iter().flatten() {
+            let has_cdn = boards.iter().any(|b| {
+                &b.name == board.get_ref()
+                    && matches!(&b.roles, RoleSpec::Given(r) if r.contains(&Role::Cdn))
+            });
+            if has_cdn {
+                cdn.regions.insert(region.clone(), board.get_ref().clone());
+            } else {
+                problem(
+                    board.span(),
+                    None,
+                    format!(
+                        "[cdn.regions] {region}: `{}` is not a board with the cdn role",
+                        board.get_ref()
+                    ),
+                );
             }
         }
         for (board, policy) in raw_cdn.boards.iter().flatten() {

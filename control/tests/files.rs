@@ -19,6 +19,7 @@ fn buckets_live_on_the_boards_the_inventory_names_and_an_edge_caches_them() {
             ("files-1", "native", "roles = [\"files\"]\n"),
             ("files-2", "native", "roles = [\"files\"]\n"),
             ("cdn-1", "native", "roles = [\"cdn\"]\n"),
+            ("cdn-2", "native", "roles = [\"cdn\"]\n"),
             ("lb-1", "native", "roles = [\"lb\"]\n"),
             ("app-1", "native", "roles = [\"app\"]\n"),
             ("db-1", "native", "roles = [\"db-master\"]\n"),
@@ -26,7 +27,8 @@ fn buckets_live_on_the_boards_the_inventory_names_and_an_edge_caches_them() {
     );
     cluster.append_inventory(
         "\n[files.avatars]\nboard = \"files-1\"\nmax_object = \"64KiB\"\n\n\
-         [files.videos]\nboard = \"files-2\"\nreplica = \"files-1\"\n",
+         [files.videos]\nboard = \"files-2\"\nreplica = \"files-1\"\n\n\
+         [cdn.regions]\neu = \"cdn-1\"\nus = \"cdn-2\"\n",
     );
     let up = cluster.lab_ok(&["up"]);
     let plan = cluster.lab_ok(&["plan"]);
@@ -172,4 +174,61 @@ fn buckets_live_on_the_boards_the_inventory_names_and_an_edge_caches_them() {
             }
         },
     );
+
+    // Users of region eu go through cdn-1; when it dies, through us's edge.
+    let out_dir = cluster.dir.path().join("load");
+    let inventory = cluster.inventory.clone();
+    let load = std::thread::spawn(move || {
+        std::process::Command::new(common::LAB)
+            .args(["load", "-i"])
+            .arg(&inventory)
+            .args([
+                "--region",
+                "eu",
+                "--rate",
+                "40",
+                "--duration",
+                "12s",
+                "--timeout",
+                "1s",
+            ])
+            .args([
+                "--users",
+                "2",
+                "--keys",
+                "10",
+                "--read-ratio",
+                "1",
+                "--json",
+                "--out",
+            ])
+            .arg(&out_dir)
+            .output()
+            .expect("run lab load")
+    });
+    wait_for("lab load through cdn-1", Duration::from_secs(30), || {
+        let a = request(&edge, "GET", "/_lab/stats", &[], None)?;
+        let n = a.json()["requests_total"].as_u64().unwrap_or(0);
+        if n >= 80 {
+            Ok(())
+        } else {
+            Err(format!("{n} requests so far"))
+        }
+    });
+    cluster.lab_ok(&["kill", "cdn-1"]);
+    let out = load.join().expect("lab load thread");
+    assert!(out.status.success(), "{}", common::describe(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", common::describe(&out)));
+    let served = &summary["served_by"];
+    println!(
+        "lab load --region eu through cdn-1's kill: ok {} failed {} served by {served}; errors {}",
+        summary["ok"], summary["failed"], summary["errors"]
+    );
+    assert!(served["cdn-1"].as_u64().unwrap_or(0) > 0, "{summary}");
+    assert!(
+        served["cdn-2"].as_u64().unwrap_or(0) > 100,
+        "the us edge took over: {summary}"
+    );
+    assert!(summary["ok"].as_u64().unwrap_or(0) > 300, "{summary}");
 }

@@ -7,8 +7,9 @@
 //! `private` are not kept), else the board's default. Range requests and objects larger than
 //! `max_object_bytes` are streamed through from the origin and not kept.
 //!
-//! `/<bucket>/...` goes to the files board holding the bucket, anything else to the fallback
-//! origin (the LB) when there is one.
+//! `/<bucket>/...` goes to the files board holding the bucket (its replica when it cannot
+//! be reached); anything else is proxied to the fallback origin (the LB) as it is, any
+//! method, headers and body, and never kept (the app's answers are per user and dynamic).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -152,7 +153,6 @@ impl Edge {
             .iter()
             .find(|(b, _)| b == bucket)
             .map(|(_, addr)| addr.as_str())
-            .or(self.config.fallback.as_deref())
     }
 }
 
@@ -160,13 +160,24 @@ impl Edge {
 pub async fn serve_object(State(edge): State<Arc<Edge>>, request: Request) -> Response {
     edge.counters.requests.fetch_add(1, Ordering::Relaxed);
     let method = request.method().clone();
+    let path: &str = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    if edge.origin(path).is_none() {
+        // Not a bucket: the app's, through the LB, whatever the method, never kept.
+        return match edge.config.fallback.clone() {
+            Some(fallback) => {
+                edge.counters.misses.fetch_add(1, Ordering::Relaxed);
+                proxy(&edge, &fallback, request).await
+            }
+            None => failure(StatusCode::NOT_FOUND, "no origin serves this path"),
+        };
+    }
     if method != Method::GET && method != Method::HEAD {
         return failure(
             StatusCode::METHOD_NOT_ALLOWED,
-            "the edge serves GET and HEAD",
+            "the edge serves GET and HEAD of bucket objects (upload through the app)",
         );
     }
-    let key: &str = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let key = path;
     let Some(origin) = edge.origin(key) else {
         return failure(StatusCode::NOT_FOUND, "no origin serves this path");
     };
@@ -376,6 +387,77 @@ async fn fetch(edge: &Edge, origin: &str, key: &str, etag: Option<&str>) -> Fetc
     .await;
     driver.abort();
     fetched.unwrap_or_else(refused)
+}
+
+/// Headers that belong to one connection, not to the request (RFC 9110 7.6.1).
+const HOP_BY_HOP: [header::HeaderName; 6] = [
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// The client's request, any method, body and headers included, sent to `origin` and its
+/// answer streamed back: the edge as a plain reverse proxy for what it does not keep.
+async fn proxy(edge: &Edge, origin: &str, request: Request) -> Response {
+    edge.counters.origin_fetches.fetch_add(1, Ordering::Relaxed);
+    let (parts, body) = request.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
+    let exchange = async {
+        let (tcp, origin) = connect(edge, origin).await?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let mut forward = hyper::Request::builder().method(parts.method).uri(path);
+        if let Some(headers) = forward.headers_mut() {
+            for (name, value) in &parts.headers {
+                if name != header::HOST && !HOP_BY_HOP.contains(name) {
+                    headers.append(name, value.clone());
+                }
+            }
+            if let Ok(v) = HeaderValue::from_str(origin) {
+                headers.insert(header::HOST, v);
+            }
+        }
+        let forward = forward.body(body).map_err(|e| e.to_string())?;
+        sender
+            .send_request(forward)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(ORIGIN_TIMEOUT, exchange).await {
+        Ok(Ok(response)) => {
+            let (parts, body) = response.into_parts();
+            let mut out = Response::new(Body::new(body));
+            *out.status_mut() = parts.status;
+            for (name, value) in &parts.headers {
+                if !HOP_BY_HOP.contains(name) {
+                    out.headers_mut().append(name, value.clone());
+                }
+            }
+            with_edge_headers(edge, out, "MISS")
+        }
+        Ok(Err(e)) => {
+            edge.counters.origin_errors.fetch_add(1, Ordering::Relaxed);
+            failure(
+                StatusCode::BAD_GATEWAY,
+                &format!("the origin {origin}: {e}"),
+            )
+        }
+        Err(_) => {
+            edge.counters.origin_errors.fetch_add(1, Ordering::Relaxed);
+            failure(
+                StatusCode::GATEWAY_TIMEOUT,
+                &format!("the origin {origin} did not answer"),
+            )
+        }
+    }
 }
 
 /// A connection to `origin`, or to its replica when it cannot be reached; and the address

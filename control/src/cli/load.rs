@@ -64,8 +64,12 @@ pub struct LoadArgs {
     pub inventory: InventoryArg,
     /// Aim at this URL instead of the cluster's LB (the first board with the lb role, port
     /// 80). Plain http:// only, e.g. http://127.0.0.1:8080/ for one app or a local NGINX.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "region")]
     pub url: Option<String>,
+    /// Go through the CDN edge of this region (`[cdn.regions]` in the inventory), as a user
+    /// there would; when it cannot be reached, through the next region's edge.
+    #[arg(long, value_name = "NAME")]
+    pub region: Option<String>,
     /// What to send: `app` (the app's API: setup, then reads and writes) or `static` (GET the
     /// URL only, to compare with wrk).
     #[arg(long, value_enum, default_value_t = Mix::App)]
@@ -125,9 +129,26 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             .context("finding the LB")??
         }
     };
+    let (url_text, alternates) = match &args.region {
+        None => (url_text, Vec::new()),
+        Some(region) => {
+            let (inventory, region) = (args.inventory.clone(), region.clone());
+            tokio::task::spawn_blocking(move || -> anyhow::Result<(String, Vec<String>)> {
+                let inv = super::load_inventory(&inventory)?;
+                target::region_urls(&inv, &region)
+            })
+            .await
+            .context("finding the region's edge")??
+        }
+    };
     let url = target::parse_url(&url_text)?;
     check_open_files(args.concurrency)?;
-    let target = Arc::new(target::resolve(url).await?);
+    let mut resolved = target::resolve(url).await?;
+    for other in alternates {
+        let other = target::resolve(target::parse_url(&other)?).await?;
+        resolved.alternates.push(other.addr);
+    }
+    let target = Arc::new(resolved);
     let out = args.out.clone();
     let (dir, made_dir) = tokio::task::spawn_blocking(move || files::prepare_dir(out.as_deref()))
         .await

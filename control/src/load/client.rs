@@ -86,12 +86,18 @@ type Driver = Pin<Box<http1::Connection<TokioIo<TcpStream>, Full<Bytes>>>>;
 pub struct Connection {
     target: Arc<Target>,
     open: Option<(http1::SendRequest<Full<Bytes>>, Driver)>,
+    /// The address being connected to, while that lasts (a timeout then counts against it).
+    connecting: Option<std::net::SocketAddr>,
 }
 
 impl Connection {
     /// Not connected yet: the first [`Connection::send`] connects.
     pub fn new(target: Arc<Target>) -> Self {
-        Connection { target, open: None }
+        Connection {
+            target,
+            open: None,
+            connecting: None,
+        }
     }
 
     /// Send `req` and read the whole answer, within `timeout` (connecting included).
@@ -112,8 +118,12 @@ impl Connection {
         match tokio::time::timeout(timeout, attempt).await {
             Ok(r) => r,
             Err(_) => {
-                // The connection's state is unknown: start afresh next time.
+                // The connection's state is unknown: start afresh next time. A board whose
+                // plug was pulled sends nothing back: a connect that timed out means gone.
                 self.open = None;
+                if let Some(addr) = self.connecting.take() {
+                    self.target.failed(addr);
+                }
                 Err(Failure {
                     kind: FailureKind::Timeout,
                     detail: format!("no answer within {timeout:?}"),
@@ -137,7 +147,16 @@ impl Connection {
         let reused = reusable.is_some();
         let (mut sender, driver) = match reusable {
             Some(open) => open,
-            None => connect(self.target.addr).await.map_err(Exchange::Failed)?,
+            None => {
+                let addr = self.target.now();
+                self.connecting = Some(addr);
+                let connected = connect(addr).await;
+                self.connecting = None;
+                connected.map_err(|e| {
+                    self.target.failed(addr);
+                    Exchange::Failed(e)
+                })?
+            }
         };
         let mut driver = Some(driver);
         // The driver first: it delivers the answer that `work` then finds ready. When it ends

@@ -37,9 +37,40 @@ pub struct Target {
     pub url: TargetUrl,
     pub addr: SocketAddr,
     pub host_header: HeaderValue,
+    /// Where to go when `addr` cannot be reached (other regions' edges), in order.
+    pub alternates: Vec<SocketAddr>,
+    /// Which of `addr` + `alternates` every connection uses now (shared by the workers).
+    pub current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Target {
+    /// The address new connections go to now.
+    pub fn now(&self) -> SocketAddr {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        match i {
+            0 => self.addr,
+            i => self.alternates.get(i - 1).copied().unwrap_or(self.addr),
+        }
+    }
+
+    /// `addr` could not be reached: the next address, for every worker (once per failure,
+    /// however many workers saw it).
+    pub fn failed(&self, addr: SocketAddr) {
+        let count = 1 + self.alternates.len();
+        if count == 1 {
+            return;
+        }
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        if self.now() == addr {
+            let _ = self.current.compare_exchange(
+                i,
+                (i + 1) % count,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+    }
+
     /// The path of an app endpoint under the URL's path (`/api/posts` under `/` is itself).
     pub fn app_path(&self, endpoint: &str) -> String {
         let base = self.url.path.split('?').next().unwrap_or("/");
@@ -113,6 +144,41 @@ pub fn lb_url(inv: &Inventory, ssh_config: Option<&SshConfig>) -> anyhow::Result
     Ok(format!("http://{host}:{LB_PORT}/"))
 }
 
+/// `http://<edge>:<port>/` of `region`'s CDN edge, and the other regions' edges after it (in
+/// name order, wrapping), where a client goes when its own cannot be reached.
+pub fn region_urls(inv: &Inventory, region: &str) -> anyhow::Result<(String, Vec<String>)> {
+    let regions: Vec<(&String, &String)> = inv.cdn.regions.iter().collect();
+    let Some(at) = regions.iter().position(|(name, _)| name.as_str() == region) else {
+        anyhow::bail!(
+            "no region `{region}` in {} (its [cdn.regions]: {})",
+            inv.path.display(),
+            if regions.is_empty() {
+                "none".to_string()
+            } else {
+                regions
+                    .iter()
+                    .map(|(n, b)| format!("{n} = {b}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        );
+    };
+    let url = |board: &str| -> anyhow::Result<String> {
+        let b = inv
+            .board(board)
+            .with_context(|| format!("no board `{board}`"))?;
+        Ok(format!("http://{}:{}/", b.address, lab_api::spec::CDN_PORT))
+    };
+    let mut order = regions[at..].to_vec();
+    order.extend_from_slice(&regions[..at]);
+    let first = url(order[0].1)?;
+    let rest = order[1..]
+        .iter()
+        .map(|(_, b)| url(b))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((first, rest))
+}
+
 /// Resolve the URL's host (once) to the address every connection will use.
 pub async fn resolve(url: TargetUrl) -> anyhow::Result<Target> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((url.host.as_str(), url.port))
@@ -131,6 +197,8 @@ pub async fn resolve(url: TargetUrl) -> anyhow::Result<Target> {
         url,
         addr,
         host_header,
+        alternates: Vec::new(),
+        current: Default::default(),
     })
 }
 
@@ -170,6 +238,8 @@ mod tests {
             url: parse_url("http://h/prefix/").expect("url"),
             addr: "127.0.0.1:80".parse().expect("addr"),
             host_header: HeaderValue::from_static("h"),
+            alternates: Vec::new(),
+            current: Default::default(),
         };
         assert_eq!(t.app_path("/api/posts"), "/prefix/api/posts");
         let t = Target {

@@ -363,6 +363,8 @@ mod tests {
             url: super::super::target::parse_url("http://127.0.0.1:1/").expect("url"),
             addr: "127.0.0.1:1".parse().expect("addr"),
             host_header: HeaderValue::from_static("127.0.0.1:1"),
+            alternates: Vec::new(),
+            current: Default::default(),
         });
         let seeded = Seeded {
             accounts: vec![Account {
