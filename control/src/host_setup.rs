@@ -188,6 +188,13 @@ pub const ENGINES: &[Requirement] = &[
     },
 ];
 
+/// `mkfs.ext4` and `losetup`: the flash test makes a mounted card out of a loop device.
+pub const E2FSPROGS: Requirement = Requirement {
+    package: "e2fsprogs",
+    provides: "/usr/sbin/mkfs.ext4",
+    why: "makes a filesystem on a test card (lab flash's test)",
+};
+
 /// Prometheus' `promtool`, which checks the Prometheus exposition.
 pub const PROMTOOL: Requirement = Requirement {
     package: "prometheus",

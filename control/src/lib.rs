@@ -31,6 +31,7 @@ pub mod bootstrap;
 pub mod cli;
 pub mod cluster;
 pub mod failover;
+pub mod flash;
 pub mod host_setup;
 pub mod inventory;
 pub mod job;

@@ -170,7 +170,7 @@ async fn real_board(
 }
 
 /// Asks `question` on the terminal; without one, or on anything but y/yes, refuses.
-fn confirm(question: &str) -> anyhow::Result<()> {
+pub(super) fn confirm(question: &str) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
         bail!("{question}\nNo terminal to ask on: say --yes to go ahead");
     }

@@ -6,6 +6,7 @@ mod bootstrap;
 mod cdn;
 mod down;
 mod events;
+mod flash;
 mod forget;
 mod load;
 mod metrics;
@@ -103,6 +104,9 @@ pub enum Command {
     /// The CDN edges: `lab cdn purge --prefix /avatars/` drops objects so the next request
     /// fetches them from the origin.
     Cdn(cdn::CdnArgs),
+    /// Write a board image to an SD card or USB disk (whole disk, e.g. /dev/sdb), with
+    /// progress, then read it back to verify. Refuses mounted, system, too-small disks.
+    Flash(flash::FlashArgs),
     /// Forget a board's pinned SSH host key (after re-flashing it); the next bootstrap pins
     /// the new one.
     ForgetHostKey(forget::ForgetArgs),
@@ -155,6 +159,7 @@ pub fn main() -> ExitCode {
             Command::Top(a) => top::run(a).await,
             Command::Reclone(a) => reclone::run(a).await,
             Command::Cdn(a) => cdn::run(a).await,
+            Command::Flash(a) => flash::run(a).await,
             Command::ForgetHostKey(a) => forget::run(a).await,
             Command::BoardInit { .. } => Ok(ExitCode::FAILURE),
         }
