@@ -32,6 +32,9 @@ use super::cache::{Cache, Policy};
 
 /// Longest an origin fetch may take (connect, answer and body).
 pub const ORIGIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest the LB may take to start answering a proxied request (a log-in hashes a password:
+/// NGINX gives it 30 s too).
+pub const PROXY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes counted per entry beyond its body (key, headers, bookkeeping).
 const ENTRY_OVERHEAD: u64 = 256;
 /// Largest body of an uncached answer read whole (a 404's JSON).
@@ -431,7 +434,7 @@ async fn proxy(edge: &Edge, origin: &str, request: Request) -> Response {
             .await
             .map_err(|e| e.to_string())
     };
-    match tokio::time::timeout(ORIGIN_TIMEOUT, exchange).await {
+    match tokio::time::timeout(PROXY_TIMEOUT, exchange).await {
         Ok(Ok(response)) => {
             let (parts, body) = response.into_parts();
             let mut out = Response::new(Body::new(body));

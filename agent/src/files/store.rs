@@ -70,7 +70,13 @@ pub struct Bucket {
 pub struct Store {
     root: PathBuf,
     buckets: Vec<Bucket>,
+    /// Per bucket: when its usage was last counted, and what it was (a walk of `blobs/` is
+    /// not done for every stats request: the collector asks every second).
+    usage: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, (u64, u64))>>,
 }
+
+/// How long a counted usage is reused.
+const USAGE_FRESH: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Store {
     /// Creates the buckets' directories (and empties their `tmp/`).
@@ -89,6 +95,7 @@ impl Store {
         Ok(Store {
             root: root.to_path_buf(),
             buckets,
+            usage: Default::default(),
         })
     }
 
@@ -240,8 +247,30 @@ impl Store {
         Ok(true)
     }
 
-    /// Bytes held by `bucket` (the sum of its blobs), for the stats page.
+    /// (objects, bytes) held by `bucket`, counted at most every [`USAGE_FRESH`].
     pub async fn usage(&self, bucket: &str) -> std::io::Result<(u64, u64)> {
+        let now = std::time::Instant::now();
+        let known = self
+            .usage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(bucket)
+            .copied();
+        if let Some((at, counted)) = known {
+            if now.duration_since(at) < USAGE_FRESH {
+                return Ok(counted);
+            }
+        }
+        let counted = self.count_usage(bucket).await?;
+        self.usage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(bucket.to_string(), (now, counted));
+        Ok(counted)
+    }
+
+    /// (objects, bytes): the sum of the bucket's blobs, counted now.
+    pub async fn count_usage(&self, bucket: &str) -> std::io::Result<(u64, u64)> {
         let mut entries = tokio::fs::read_dir(self.dir(bucket).join("blobs")).await?;
         let (mut objects, mut bytes) = (0u64, 0u64);
         while let Some(entry) = entries.next_entry().await? {
@@ -355,7 +384,7 @@ mod tests {
             !store.blob_path("avatars", &first).exists(),
             "old blob removed"
         );
-        assert_eq!(store.usage("avatars").await.expect("usage"), (1, 2));
+        assert_eq!(store.count_usage("avatars").await.expect("usage"), (1, 2));
         assert!(store.delete("avatars", &key).await.expect("delete"));
         assert!(!store.blob_path("avatars", &second).exists());
         assert!(!store.delete("avatars", &key).await.expect("again"));
@@ -432,7 +461,7 @@ mod tests {
             std::fs::read(store.blob_path("avatars", &meta)).expect("blob"),
             b"keep"
         );
-        assert_eq!(store.usage("avatars").await.expect("usage"), (1, 4));
+        assert_eq!(store.count_usage("avatars").await.expect("usage"), (1, 4));
         assert_eq!(leftovers(dir.path()), 0);
     }
 }
