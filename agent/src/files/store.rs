@@ -72,8 +72,11 @@ pub struct Store {
     buckets: Vec<Bucket>,
     /// Per bucket: when its usage was last counted, and what it was (a walk of `blobs/` is
     /// not done for every stats request: the collector asks every second).
-    usage: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, (u64, u64))>>,
+    usage: std::sync::Mutex<std::collections::HashMap<String, Counted>>,
 }
+
+/// When a bucket's (objects, bytes) were counted, and what they were.
+type Counted = (std::time::Instant, (u64, u64));
 
 /// How long a counted usage is reused.
 const USAGE_FRESH: std::time::Duration = std::time::Duration::from_secs(10);
