@@ -188,6 +188,20 @@ pub const ENGINES: &[Requirement] = &[
     },
 ];
 
+/// mtools: `lab image prepare` writes into an image's FAT boot partition without mounting it.
+pub const MTOOLS: Requirement = Requirement {
+    package: "mtools",
+    provides: "/usr/bin/mcopy",
+    why: "writes first-boot files into an image's boot partition (lab image prepare)",
+};
+
+/// `mkfs.fat` and `fsck.fat`: the image test builds and checks a FAT32 boot partition.
+pub const DOSFSTOOLS: Requirement = Requirement {
+    package: "dosfstools",
+    provides: "/usr/sbin/mkfs.fat",
+    why: "makes and checks FAT boot partitions (lab image prepare's test)",
+};
+
 /// `mkfs.ext4` and `losetup`: the flash test makes a mounted card out of a loop device.
 pub const E2FSPROGS: Requirement = Requirement {
     package: "e2fsprogs",

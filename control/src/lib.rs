@@ -33,6 +33,7 @@ pub mod cluster;
 pub mod failover;
 pub mod flash;
 pub mod host_setup;
+pub mod image;
 pub mod inventory;
 pub mod job;
 pub mod load;

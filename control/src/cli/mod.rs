@@ -8,6 +8,7 @@ mod down;
 mod events;
 mod flash;
 mod forget;
+mod image;
 mod load;
 mod metrics;
 pub mod output;
@@ -107,6 +108,9 @@ pub enum Command {
     /// Write a board image to an SD card or USB disk (whole disk, e.g. /dev/sdb), with
     /// progress, then read it back to verify. Refuses mounted, system, too-small disks.
     Flash(flash::FlashArgs),
+    /// Board images: `lab image prepare --board pi-3 --base ubuntu.img -o pi-3.img` writes
+    /// the board's hostname, login and the cluster's SSH key into a copy (cloud-init images).
+    Image(image::ImageArgs),
     /// Forget a board's pinned SSH host key (after re-flashing it); the next bootstrap pins
     /// the new one.
     ForgetHostKey(forget::ForgetArgs),
@@ -160,6 +164,7 @@ pub fn main() -> ExitCode {
             Command::Reclone(a) => reclone::run(a).await,
             Command::Cdn(a) => cdn::run(a).await,
             Command::Flash(a) => flash::run(a).await,
+            Command::Image(a) => image::run(a).await,
             Command::ForgetHostKey(a) => forget::run(a).await,
             Command::BoardInit { .. } => Ok(ExitCode::FAILURE),
         }
