@@ -241,4 +241,29 @@ fn a_cloud_init_image_gets_the_boards_first_boot_files_and_bad_input_changes_not
         describe(&out)
     );
     assert!(!other.exists());
+
+    // --all: one image per board of the inventory, in the directory given.
+    let mut text = std::fs::read_to_string(&inventory).expect("inventory");
+    text.push_str("[[board]]\nname = \"pi-4\"\naddress = \"192.168.1.14\"\n");
+    std::fs::write(&inventory, text).expect("inventory");
+    let all = dir.path().join("all");
+    let all_s = all.to_str().expect("path");
+    let out = lab(&[
+        "--all",
+        "--base",
+        base_s,
+        "-o",
+        all_s,
+        "--authorized-key",
+        key_s,
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    for board in ["pi-3", "pi-4"] {
+        let img = all.join(format!("{board}.img"));
+        assert!(
+            mtype(&img, "user-data").contains(&format!("hostname: {board}")),
+            "{board}"
+        );
+        assert!(mtype(&img, "network-config").contains("dhcp4: true"));
+    }
 }

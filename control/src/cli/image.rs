@@ -29,12 +29,15 @@ pub struct PrepareArgs {
     #[command(flatten)]
     pub inventory: InventoryArg,
     /// The board, as named in the inventory.
+    #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+    pub board: Option<String>,
+    /// Every board of the inventory: `-o` is then a directory, one `<board>.img` each.
     #[arg(long)]
-    pub board: String,
+    pub all: bool,
     /// The base image (uncompressed .img with cloud-init in its boot partition).
     #[arg(long)]
     pub base: PathBuf,
-    /// Where to write the board's image (must not exist).
+    /// Where to write the board's image (must not exist); with --all, a directory.
     #[arg(short, long)]
     pub output: PathBuf,
     /// Give the board its inventory address statically (as a /24) with this gateway,
@@ -55,9 +58,41 @@ pub async fn run(args: ImageArgs) -> anyhow::Result<ExitCode> {
 
 fn prepare(args: PrepareArgs) -> anyhow::Result<ExitCode> {
     let inv = super::load_inventory(&args.inventory)?;
-    let Some(board) = inv.board(&args.board).cloned() else {
-        bail!("no board `{}` in {}", args.board, inv.path.display());
+    let jobs: Vec<(crate::inventory::Board, PathBuf)> = match &args.board {
+        Some(name) => {
+            let Some(board) = inv.board(name).cloned() else {
+                bail!("no board `{name}` in {}", inv.path.display());
+            };
+            vec![(board, args.output.clone())]
+        }
+        None => inv
+            .boards
+            .iter()
+            .map(|b| (b.clone(), args.output.join(format!("{}.img", b.name))))
+            .collect(),
     };
+    let ssh_key = crate::image::public_key(&inv, args.authorized_key.as_deref())?;
+    crate::host_setup::ensure(&[crate::host_setup::MTOOLS], &mut |l: &str| {
+        eprintln!("{l}")
+    })?;
+    if args.all {
+        std::fs::create_dir_all(&args.output)
+            .with_context(|| format!("creating {}", args.output.display()))?;
+    }
+    for (board, output) in &jobs {
+        prepare_one(&inv, board, &args, &ssh_key, output)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One board's image at `output`.
+fn prepare_one(
+    inv: &crate::inventory::Inventory,
+    board: &crate::inventory::Board,
+    args: &PrepareArgs,
+    ssh_key: &str,
+    output: &std::path::Path,
+) -> anyhow::Result<()> {
     let static_address = match args.gateway {
         None => None,
         Some(gateway) => {
@@ -77,16 +112,13 @@ fn prepare(args: PrepareArgs) -> anyhow::Result<ExitCode> {
             .ssh_user
             .clone()
             .unwrap_or_else(|| "pi".to_string()),
-        ssh_key: crate::image::public_key(&inv, args.authorized_key.as_deref())?,
+        ssh_key: ssh_key.to_string(),
         static_address,
     };
-    crate::host_setup::ensure(&[crate::host_setup::MTOOLS], &mut |l: &str| {
-        eprintln!("{l}")
-    })?;
-    let kind = crate::image::prepare(&args.base, &args.output, &boot)?;
+    let kind = crate::image::prepare(&args.base, output, &boot)?;
     println!(
         "{}: {:?} image for {} (user {}, {}); next: lab flash {} /dev/sdX",
-        args.output.display(),
+        output.display(),
         kind,
         boot.hostname,
         boot.user,
@@ -94,7 +126,7 @@ fn prepare(args: PrepareArgs) -> anyhow::Result<ExitCode> {
             Some((cidr, gw)) => format!("{cidr} via {gw}"),
             None => "DHCP".to_string(),
         },
-        args.output.display()
+        output.display()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
