@@ -58,41 +58,18 @@ fn run(command: Command) -> anyhow::Result<()> {
             })
         }
         Command::App(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            runtime.block_on(async {
-                let token = CancellationToken::new();
-                shutdown::cancel_on_signals(token.clone())
-                    .context("cannot install signal handlers")?;
-                lab_agent::app::run(&args.config, token).await
-            })
+            serve_until_signalled(
+                |token| async move { lab_agent::app::run(&args.config, token).await },
+            )
         }
         Command::Cdn(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            runtime.block_on(async {
-                let token = CancellationToken::new();
-                shutdown::cancel_on_signals(token.clone())
-                    .context("cannot install signal handlers")?;
-                lab_agent::cdn::run(&args.config, token).await
-            })
+            serve_until_signalled(
+                |token| async move { lab_agent::cdn::run(&args.config, token).await },
+            )
         }
-        Command::Files(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            runtime.block_on(async {
-                let token = CancellationToken::new();
-                shutdown::cancel_on_signals(token.clone())
-                    .context("cannot install signal handlers")?;
-                lab_agent::files::run(&args.config, &args.data, token).await
-            })
-        }
+        Command::Files(args) => serve_until_signalled(|token| async move {
+            lab_agent::files::run(&args.config, &args.data, token).await
+        }),
         Command::Start(args) => {
             let outcome = start::run(&start::StartOptions {
                 config: args.config,
@@ -109,4 +86,22 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Runs one of the agent's own servers (the app, the file store, the CDN edge) on a
+/// multi-thread runtime until SIGTERM or SIGINT cancels the token it is given.
+fn serve_until_signalled<F, Fut>(serve: F) -> anyhow::Result<()>
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let token = CancellationToken::new();
+        shutdown::cancel_on_signals(token.clone()).context("cannot install signal handlers")?;
+        serve(token).await
+    })
 }
