@@ -64,15 +64,7 @@ impl App {
 
     /// One probe: the health page answers 200.
     pub async fn ready(&self) -> anyhow::Result<()> {
-        let url = self.url(paths::HEALTH);
-        tokio::time::timeout(
-            Duration::from_secs(1),
-            crate::collect::http::get(&url, 4096),
-        )
-        .await
-        .context("no answer within 1 s")?
-        .map_err(|err| anyhow::anyhow!("{url}: {err}"))?;
-        Ok(())
+        super::health_answers(&self.url(paths::HEALTH)).await
     }
 
     /// Takes `config` in place: rewritten, then the app (`pid`) re-reads it on HUP.

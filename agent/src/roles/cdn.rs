@@ -53,20 +53,13 @@ impl Cdn {
 
     /// One probe: the health page answers 200.
     pub async fn ready(&self) -> anyhow::Result<()> {
-        let url = format!(
+        super::health_answers(&format!(
             "http://{}:{}{}",
             self.config.bind,
             self.config.port,
             lab_api::files::HEALTH
-        );
-        tokio::time::timeout(
-            Duration::from_secs(1),
-            crate::collect::http::get(&url, 4096),
-        )
+        ))
         .await
-        .context("no answer within 1 s")?
-        .map_err(|err| anyhow::anyhow!("{url}: {err}"))?;
-        Ok(())
     }
 
     /// What health says while it runs.

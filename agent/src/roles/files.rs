@@ -58,15 +58,11 @@ impl Files {
 
     /// One probe: the health page answers 200.
     pub async fn ready(&self) -> anyhow::Result<()> {
-        let url = format!("http://{}:{}{HEALTH}", self.config.bind, self.config.port);
-        tokio::time::timeout(
-            Duration::from_secs(1),
-            crate::collect::http::get(&url, 4096),
-        )
+        super::health_answers(&format!(
+            "http://{}:{}{HEALTH}",
+            self.config.bind, self.config.port
+        ))
         .await
-        .context("no answer within 1 s")?
-        .map_err(|err| anyhow::anyhow!("{url}: {err}"))?;
-        Ok(())
     }
 
     /// What health says while it runs.

@@ -191,3 +191,17 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+/// One readiness probe of our own servers (the app, the file store, the edge): `GET url`
+/// answers 2xx within a second.
+pub async fn health_answers(url: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        crate::collect::http::get(url, 4096),
+    )
+    .await
+    .context("no answer within 1 s")?
+    .map_err(|err| anyhow::anyhow!("{url}: {err}"))?;
+    Ok(())
+}
