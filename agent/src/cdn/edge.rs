@@ -163,8 +163,8 @@ impl Edge {
 pub async fn serve_object(State(edge): State<Arc<Edge>>, request: Request) -> Response {
     edge.counters.requests.fetch_add(1, Ordering::Relaxed);
     let method = request.method().clone();
-    let path: &str = request.uri().path_and_query().map_or("/", |p| p.as_str());
-    if edge.origin(path).is_none() {
+    let key: &str = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let Some(origin) = edge.origin(key) else {
         // Not a bucket: the app's, through the LB, whatever the method, never kept.
         return match edge.config.fallback.clone() {
             Some(fallback) => {
@@ -173,17 +173,13 @@ pub async fn serve_object(State(edge): State<Arc<Edge>>, request: Request) -> Re
             }
             None => failure(StatusCode::NOT_FOUND, "no origin serves this path"),
         };
-    }
+    };
     if method != Method::GET && method != Method::HEAD {
         return failure(
             StatusCode::METHOD_NOT_ALLOWED,
             "the edge serves GET and HEAD of bucket objects (upload through the app)",
         );
     }
-    let key = path;
-    let Some(origin) = edge.origin(key) else {
-        return failure(StatusCode::NOT_FOUND, "no origin serves this path");
-    };
     let head = method == Method::HEAD;
     let if_none_match = request
         .headers()
@@ -371,10 +367,9 @@ async fn fetch(edge: &Edge, origin: &str, key: &str, etag: Option<&str>) -> Fetc
             Err(e) if e.is::<http_body_util::LengthLimitError>() => return Ok(Fetched::TooLarge),
             Err(e) => return Err(e.to_string()),
         };
-        // A bucket's objects are static: fresh for the default unless told otherwise.
-        let is_bucket = edge.origins.iter().any(|(_, addr)| addr == origin)
-            || edge.replicas.values().any(|addr| addr == origin);
-        let (keep, ttl) = freshness(&headers, is_bucket.then(|| ttl_default(edge)));
+        // Only bucket objects are fetched here: static, fresh for the default unless the
+        // store says otherwise.
+        let (keep, ttl) = freshness(&headers, Some(ttl_default(edge)));
         let cached = Cached {
             content_type: headers.get(header::CONTENT_TYPE).cloned(),
             etag: headers.get(header::ETAG).cloned(),
@@ -405,36 +400,60 @@ const HOP_BY_HOP: [header::HeaderName; 6] = [
 /// The client's request, any method, body and headers included, sent to `origin` and its
 /// answer streamed back: the edge as a plain reverse proxy for what it does not keep.
 async fn proxy(edge: &Edge, origin: &str, request: Request) -> Response {
-    edge.counters.origin_fetches.fetch_add(1, Ordering::Relaxed);
     let (parts, body) = request.into_parts();
     let path = parts
         .uri
         .path_and_query()
         .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
+    forward(
+        edge,
+        origin,
+        parts.method,
+        &path,
+        &parts.headers,
+        body,
+        PROXY_TIMEOUT,
+    )
+    .await
+}
+
+/// Sends `method path` with `headers` (hop-by-hop ones and Host left out) and `body` to
+/// `origin` (its replica when unreachable) and streams the answer back with its end-to-end
+/// headers; 502 when it cannot be reached, 504 when it does not start answering `within`.
+async fn forward(
+    edge: &Edge,
+    origin: &str,
+    method: Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: Body,
+    within: Duration,
+) -> Response {
+    edge.counters.origin_fetches.fetch_add(1, Ordering::Relaxed);
     let exchange = async {
         let (tcp, origin) = connect(edge, origin).await?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
             .await
             .map_err(|e| e.to_string())?;
         tokio::spawn(connection);
-        let mut forward = hyper::Request::builder().method(parts.method).uri(path);
-        if let Some(headers) = forward.headers_mut() {
-            for (name, value) in &parts.headers {
+        let mut request = hyper::Request::builder().method(method).uri(path);
+        if let Some(out) = request.headers_mut() {
+            for (name, value) in headers {
                 if name != header::HOST && !HOP_BY_HOP.contains(name) {
-                    headers.append(name, value.clone());
+                    out.append(name, value.clone());
                 }
             }
             if let Ok(v) = HeaderValue::from_str(origin) {
-                headers.insert(header::HOST, v);
+                out.insert(header::HOST, v);
             }
         }
-        let forward = forward.body(body).map_err(|e| e.to_string())?;
+        let request = request.body(body).map_err(|e| e.to_string())?;
         sender
-            .send_request(forward)
+            .send_request(request)
             .await
             .map_err(|e| e.to_string())
     };
-    match tokio::time::timeout(PROXY_TIMEOUT, exchange).await {
+    match tokio::time::timeout(within, exchange).await {
         Ok(Ok(response)) => {
             let (parts, body) = response.into_parts();
             let mut out = Response::new(Body::new(body));
@@ -543,7 +562,8 @@ fn answer(
     with_edge_headers(edge, response, x_cache)
 }
 
-/// The client's request streamed from the origin and back (ranges, large objects).
+/// A client's GET or HEAD streamed from the bucket's origin and back, not kept (ranges,
+/// objects over the edge's limit).
 async fn pass_through(
     edge: &Edge,
     origin: &str,
@@ -551,61 +571,12 @@ async fn pass_through(
     range: Option<HeaderValue>,
     method: &Method,
 ) -> Response {
-    edge.counters.origin_fetches.fetch_add(1, Ordering::Relaxed);
-    let connected = async {
-        let (tcp, origin) = connect(edge, origin).await?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(connection);
-        let mut request = hyper::Request::builder()
-            .method(method.clone())
-            .uri(key)
-            .header(header::HOST, origin);
-        if let Some(range) = range {
-            request = request.header(header::RANGE, range);
-        }
-        let request = request
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        sender
-            .send_request(request)
-            .await
-            .map_err(|e| e.to_string())
-    };
-    match tokio::time::timeout(ORIGIN_TIMEOUT, connected).await {
-        Ok(Ok(response)) => {
-            let (parts, body) = response.into_parts();
-            let mut out = Response::new(Body::new(body));
-            *out.status_mut() = parts.status;
-            for name in [
-                header::CONTENT_TYPE,
-                header::CONTENT_LENGTH,
-                header::CONTENT_RANGE,
-                header::ETAG,
-                header::ACCEPT_RANGES,
-            ] {
-                if let Some(v) = parts.headers.get(&name) {
-                    out.headers_mut().insert(name, v.clone());
-                }
-            }
-            with_edge_headers(edge, out, "MISS")
-        }
-        Ok(Err(e)) => {
-            edge.counters.origin_errors.fetch_add(1, Ordering::Relaxed);
-            failure(
-                StatusCode::BAD_GATEWAY,
-                &format!("the origin {origin}: {e}"),
-            )
-        }
-        Err(_) => {
-            edge.counters.origin_errors.fetch_add(1, Ordering::Relaxed);
-            failure(
-                StatusCode::GATEWAY_TIMEOUT,
-                &format!("the origin {origin} did not answer"),
-            )
-        }
+    let mut headers = HeaderMap::new();
+    if let Some(range) = range {
+        headers.insert(header::RANGE, range);
     }
+    let (method, body) = (method.clone(), Body::empty());
+    forward(edge, origin, method, key, &headers, body, ORIGIN_TIMEOUT).await
 }
 
 fn with_edge_headers(edge: &Edge, mut response: Response, x_cache: &'static str) -> Response {
