@@ -58,7 +58,7 @@ pub async fn run(verb: Verb, args: BoardArgs) -> anyhow::Result<ExitCode> {
     let name = board.name.clone();
     let what = tokio::task::spawn_blocking(move || -> anyhow::Result<&'static str> {
         let spec = crate::virt::inventory::virtual_spec(&ctx)?;
-        Ok(match verb {
+        let what = match verb {
             Verb::Kill => {
                 crate::virt::kill(&spec, &name)?;
                 "power cut: network cut, then every process killed"
@@ -83,16 +83,17 @@ pub async fn run(verb: Verb, args: BoardArgs) -> anyhow::Result<ExitCode> {
                 crate::virt::heal(&spec, &name)?;
                 "network restored"
             }
-        })
+        };
+        record(&state_dir, &name, verb, what);
+        Ok(what)
     })
     .await??;
-    record(&state_dir, &board.name, verb, what);
     println!("{}: {what}", board.name);
     Ok(ExitCode::SUCCESS)
 }
 
 /// The switch thrown, in the event log: the timeline (`lab events`, `lab load`'s marks)
-/// starts at the cause, not at the first missed heartbeat.
+/// starts at the cause, not at the first missed heartbeat. Blocking (a file append).
 fn record(state_dir: &std::path::Path, board: &str, verb: Verb, what: &str) {
     let name = match verb {
         Verb::Kill => "lab kill",
@@ -146,6 +147,10 @@ async fn real_board(
     let target = ctx.ssh_target(&board);
     let host_keys = ctx.host_keys.clone();
     let name = board.name.clone();
+    let what = match verb {
+        Verb::Kill => "lab-agent and its engines stopped (`lab restart` starts them again)",
+        _ => "lab-agent (re)started; its roles come back from its stored spec",
+    };
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let (conn, _) = Connection::open(&target, &host_keys)
             .with_context(|| format!("{name}: cannot reach it over SSH"))?;
@@ -157,14 +162,10 @@ async fn real_board(
         let init = if systemd { Init::Systemd } else { Init::Other };
         conn.run_ok(&command(init).sudo(target.sudo))
             .with_context(|| format!("{name}: the agent command failed"))?;
+        record(&state_dir, &name, verb, what);
         Ok(())
     })
     .await??;
-    let what = match verb {
-        Verb::Kill => "lab-agent and its engines stopped (`lab restart` starts them again)",
-        _ => "lab-agent (re)started; its roles come back from its stored spec",
-    };
-    record(&state_dir, &board.name, verb, what);
     println!("{}: {what}", board.name);
     Ok(ExitCode::SUCCESS)
 }

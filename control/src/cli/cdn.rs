@@ -51,28 +51,32 @@ pub async fn run(args: CdnArgs) -> anyhow::Result<ExitCode> {
             bail!("`{path}` is not a path: it starts with / (e.g. /avatars/)");
         }
     }
-    let inv = super::load_inventory(&args.inventory)?;
-    let topology = crate::plan::topology::load(&inv.cluster.state_dir).unwrap_or_default();
-    let roles = crate::plan::planned_roles(&inv, &topology);
-    let mut edges: Vec<crate::inventory::Board> = inv
-        .boards
-        .iter()
-        .filter(|b| roles.get(&b.name).is_some_and(|r| r.contains(&Role::Cdn)))
-        .cloned()
-        .collect();
-    if let Some(only) = &args.board {
-        if !edges.iter().any(|b| &b.name == only) {
-            bail!("`{only}` is not a cdn board of {}", inv.path.display());
+    let (inventory, only) = (args.inventory.clone(), args.board.clone());
+    let (agents, edges) = tokio::task::spawn_blocking(move || {
+        let inv = super::load_inventory(&inventory)?;
+        let topology = crate::plan::topology::load(&inv.cluster.state_dir).unwrap_or_default();
+        let roles = crate::plan::planned_roles(&inv, &topology);
+        let mut edges: Vec<crate::inventory::Board> = inv
+            .boards
+            .iter()
+            .filter(|b| roles.get(&b.name).is_some_and(|r| r.contains(&Role::Cdn)))
+            .cloned()
+            .collect();
+        if let Some(only) = &only {
+            if !edges.iter().any(|b| &b.name == only) {
+                bail!("`{only}` is not a cdn board of {}", inv.path.display());
+            }
+            edges.retain(|b| &b.name == only);
         }
-        edges.retain(|b| &b.name == only);
-    }
-    if edges.is_empty() {
-        bail!(
-            "no board of {} has the cdn role: nothing to purge",
-            inv.path.display()
-        );
-    }
-    let agents = tokio::task::spawn_blocking(move || ClusterAgents::open(inv)).await??;
+        if edges.is_empty() {
+            bail!(
+                "no board of {} has the cdn role: nothing to purge",
+                inv.path.display()
+            );
+        }
+        anyhow::Ok((ClusterAgents::open(inv)?, edges))
+    })
+    .await??;
     let client = AgentClient::new(&agents.pki, ANSWER_WITHIN)?;
     let ask = lab_api::spec::CdnPurge {
         key: args.key.clone(),
