@@ -45,11 +45,7 @@ fn dead_app_and_cache_leave_their_peers_and_come_back() {
         format!("{}:8080", addr("app-1")),
         "\"board\": \"cache-2\"".to_string(),
     );
-    let upstreams = || {
-        let out = cluster.ssh(&addr("lb-1"), "cat /var/lib/lab/lb/nginx.conf");
-        assert!(out.status.success(), "{}", describe(&out));
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
+    let upstreams = || lb_config(&cluster);
     let app2_config = || {
         let out = cluster.ssh(&addr("app-2"), "cat /var/lib/lab/app/app.json");
         assert!(out.status.success(), "{}", describe(&out));
@@ -565,11 +561,7 @@ fn without_the_control_plane_the_cluster_serves_and_heals_once_it_is_back() {
     let before = topology(&cluster).expect("topology.json");
     let lb = format!("{}:80", addr("lb-1"));
     let app1 = format!("{}:8080", addr("app-1"));
-    let upstreams = || {
-        let out = cluster.ssh(&addr("lb-1"), "cat /var/lib/lab/lb/nginx.conf");
-        assert!(out.status.success(), "{}", describe(&out));
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
+    let upstreams = || lb_config(&cluster);
     let load = start_reads(&cluster, &lb, &app1, 40);
 
     // The control plane's plug pulled, then an app's.
@@ -807,11 +799,7 @@ fn lab_kill_on_a_real_board_asks_then_stops_its_agent() {
             .expect("run lab")
     };
     let app1 = format!("{}:8080", addr("app-1"));
-    let upstreams = || {
-        let out = cluster.ssh(&addr("lb-1"), "cat /var/lib/lab/lb/nginx.conf");
-        assert!(out.status.success(), "{}", describe(&out));
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
+    let upstreams = || lb_config(&cluster);
     let agent_runs = || {
         let out = cluster.ssh(&addr("app-1"), "kill -0 \"$(cat /var/lib/lab/agent.pid)\"");
         out.status.success()
@@ -1026,6 +1014,13 @@ fn hit_ratio_recovery(timeline: &std::path::Path, killed_at: f64) {
         level * 100.0,
         lowest * 100.0
     );
+}
+
+/// lb-1's NGINX config as its agent rendered it (the upstreams are the apps it sends to).
+fn lb_config(cluster: &TestCluster) -> String {
+    let out = cluster.ssh(&cluster.addr("lb-1"), "cat /var/lib/lab/lb/nginx.conf");
+    assert!(out.status.success(), "{}", describe(&out));
+    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 /// `lab serve`'s event log so far (empty before it writes one).
