@@ -188,6 +188,21 @@ pub const ENGINES: &[Requirement] = &[
     },
 ];
 
+/// What `init = "systemd"` virtual boards need on the host: a root to boot, and the tool
+/// that boots it in the board's namespaces.
+pub const SYSTEMD_BOARDS: &[Requirement] = &[
+    Requirement {
+        package: "systemd-container",
+        provides: "/usr/bin/systemd-nspawn",
+        why: "boots the systemd boards (systemd-nspawn)",
+    },
+    Requirement {
+        package: "debootstrap",
+        provides: "/usr/sbin/debootstrap",
+        why: "builds the systemd boards' Debian root once",
+    },
+];
+
 /// mtools: `lab image prepare` writes into an image's FAT boot partition without mounting it.
 pub const MTOOLS: Requirement = Requirement {
     package: "mtools",

@@ -48,6 +48,27 @@ pub enum SshKey {
     Default,
 }
 
+/// What runs as a virtual board's PID 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VirtualInit {
+    /// `lab board-init`: a small init that runs sshd and the host's own userland.
+    #[default]
+    Lab,
+    /// systemd, booted with systemd-nspawn in a cached Debian root (its own userland, users,
+    /// journald), the way Raspberry Pi OS and Ubuntu boards run.
+    Systemd,
+}
+
+impl VirtualInit {
+    /// The inventory's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VirtualInit::Lab => "lab",
+            VirtualInit::Systemd => "systemd",
+        }
+    }
+}
+
 /// CPU architecture of a virtual board.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VirtualArch {
@@ -86,6 +107,8 @@ pub struct Board {
     pub model: Option<String>,
     pub roles: RoleSpec,
     pub arch: VirtualArch,
+    /// A virtual board's PID 1 (`init = "systemd"`); `Lab` for real boards.
+    pub init: VirtualInit,
     /// How big a virtual board is (its cgroup limits); `None` for a real board, whose size is
     /// what it is.
     pub size: Option<BoardSize>,
@@ -495,6 +518,7 @@ struct RawBoard {
     model: Option<String>,
     roles: Option<Spanned<RawRoles>>,
     arch: Option<Spanned<String>>,
+    init: Option<Spanned<String>>,
     cpus: Option<Spanned<f64>>,
     memory: Option<Spanned<RawMemory>>,
     weight: Option<Spanned<i64>>,
@@ -791,10 +815,53 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
                 }
             },
         };
+        let init = match &rb_ref.init {
+            None => VirtualInit::Lab,
+            Some(i) => {
+                let init = match i.get_ref().as_str() {
+                    "lab" => Some(VirtualInit::Lab),
+                    "systemd" => Some(VirtualInit::Systemd),
+                    other => {
+                        problem(
+                            i.span(),
+                            b,
+                            format!("unknown init `{other}` (virtual boards: lab, systemd)"),
+                        );
+                        None
+                    }
+                };
+                if init.is_some() && !virtual_declared {
+                    problem(
+                        i.span(),
+                        b,
+                        "init is only for virtual boards (a real board runs what it boots)".into(),
+                    );
+                }
+                if init == Some(VirtualInit::Systemd) && arch != VirtualArch::Native {
+                    problem(
+                        i.span(),
+                        b,
+                        "init = \"systemd\" boards run the host's architecture (no arch = \"arm64\")"
+                            .into(),
+                    );
+                }
+                init.unwrap_or_default()
+            }
+        };
         let size = board_size(rb_ref, virtual_declared, &mut |span, m| problem(span, b, m));
         let user = rb_ref.user.as_ref().map(|u| {
             if let Err(msg) = validate_user(u.get_ref()) {
                 problem(u.span(), b, format!("user: {msg}"));
+            } else if virtual_declared && u.get_ref() != "root" && init != VirtualInit::Systemd {
+                problem(
+                    u.span(),
+                    b,
+                    format!(
+                        "user `{}`: a virtual board shares the host's users unless it boots its own \
+                         root; add init = \"systemd\" for a login other than root",
+                        u.get_ref()
+                    ),
+                );
             }
             u.get_ref().clone()
         });
@@ -830,6 +897,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
             model: rb_ref.model.clone(),
             roles,
             arch,
+            init,
             size,
             line,
             weight,
@@ -1369,8 +1437,15 @@ fn resolve_path(base: &Path, p: &str) -> PathBuf {
     };
     if expanded.is_absolute() {
         expanded
-    } else {
+    } else if base.is_absolute() {
         base.join(expanded)
+    } else {
+        // `-i inv.toml` from the inventory's own directory: the state dir and key paths are
+        // kept absolute (the virtual cluster and the boards' init need them so).
+        std::env::current_dir()
+            .map(|cwd| cwd.join(base.strip_prefix(".").unwrap_or(base)))
+            .unwrap_or_else(|_| base.to_path_buf())
+            .join(expanded)
     }
 }
 
@@ -1457,6 +1532,7 @@ arch = "arm64"
         assert_eq!(inv.boards[0].line, 11);
         assert_eq!(inv.boards[1].roles, RoleSpec::Auto);
         assert_eq!(inv.boards[1].arch, VirtualArch::Arm64);
+        assert_eq!(inv.boards[1].init, VirtualInit::Lab);
         let net = inv.virtual_net.expect("virtual");
         assert_eq!(net.gateway(), Ipv4Addr::new(10, 77, 0, 1));
     }
@@ -1509,6 +1585,26 @@ arch = "arm64"
                 "bad board name",
                 "[cluster]\nname=\"c\"\n[[board]]\nname=\"Pi_4\"\naddress=\"10.0.0.2\"\n",
                 "inv.toml:4: board `Pi_4`: name must be",
+            ),
+            (
+                "unknown init",
+                "[cluster]\nname=\"c\"\n[virtual]\nsubnet=\"10.9.0.0/24\"\n[[board]]\nname=\"a\"\naddress=\"10.9.0.2\"\ninit=\"openrc\"\n",
+                "inv.toml:8: board `a`: unknown init `openrc` (virtual boards: lab, systemd)",
+            ),
+            (
+                "init on a real board",
+                "[cluster]\nname=\"c\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\ninit=\"systemd\"\n",
+                "inv.toml:6: board `a`: init is only for virtual boards",
+            ),
+            (
+                "systemd on an arm64 board",
+                "[cluster]\nname=\"c\"\n[virtual]\nsubnet=\"10.9.0.0/24\"\n[[board]]\nname=\"a\"\naddress=\"10.9.0.2\"\narch=\"arm64\"\ninit=\"systemd\"\n",
+                "inv.toml:9: board `a`: init = \"systemd\" boards run the host's architecture",
+            ),
+            (
+                "a login user on a virtual board without its own root",
+                "[cluster]\nname=\"c\"\n[virtual]\nsubnet=\"10.9.0.0/24\"\n[[board]]\nname=\"a\"\naddress=\"10.9.0.2\"\nuser=\"pi\"\n",
+                "inv.toml:8: board `a`: user `pi`: a virtual board shares the host's users",
             ),
             (
                 "two preferred primaries",

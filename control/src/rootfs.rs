@@ -1,22 +1,26 @@
-//! A cached Debian bookworm arm64 root filesystem, so aarch64 agents can be run (under
-//! qemu-user through binfmt_misc) against a real arm64 userland with OpenSSH, on an x86_64 host.
+//! Cached Debian bookworm root filesystems for virtual boards, each described by a
+//! [`RootRecipe`]:
+//! - [`ARM64`]: an arm64 root, so aarch64 agents can be run (under qemu-user through
+//!   binfmt_misc) against a real arm64 userland with OpenSSH, on an x86_64 host;
+//! - [`SYSTEMD`]: a root of the host's architecture with systemd, dbus, OpenSSH and sudo, that
+//!   `init = "systemd"` boards boot with systemd-nspawn (each through its own overlay).
 //!
-//! [`ensure_arm64_rootfs`] returns `<cache>/bookworm-arm64`, building it once with
-//! `debootstrap --arch=arm64 --variant=minbase --include=openssh-server bookworm` from the
+//! [`ensure_rootfs`] returns `<cache>/<recipe name>`, building it once with
+//! `debootstrap [--arch=..] --variant=minbase --include=<packages> bookworm` from the
 //! Debian mirror the host's apt already uses. The build:
-//! - checks its prerequisites first (root, `debootstrap`, `chroot`, qemu-aarch64 registered
-//!   and enabled in binfmt_misc, mounting binfmt_misc or running `update-binfmts` if needed)
-//!   and says exactly what to install when one is missing;
-//! - holds an exclusive `flock` on `<cache>/.bookworm-arm64.lock`, so concurrent callers wait
+//! - checks its prerequisites first (root, `debootstrap`, `chroot`, for arm64 qemu-aarch64
+//!   registered and enabled in binfmt_misc, mounting binfmt_misc or running `update-binfmts`
+//!   if needed) and says exactly what to install when one is missing;
+//! - holds an exclusive `flock` on `<cache>/.<name>.lock`, so concurrent callers wait
 //!   for one build instead of racing;
-//! - runs in `<cache>/.bookworm-arm64.tmp-<pid>`, proves the result (`chroot DIR uname -m`
-//!   says `aarch64`, `sshd -V` and `ssh -V` run), writes a marker file last, then renames the
+//! - runs in `<cache>/.<name>.tmp-<pid>`, proves the result (`chroot DIR uname -m`
+//!   says the recipe's machine, `sshd -V` and `ssh -V` run), writes a marker file last, then renames the
 //!   directory into place; a failed or interrupted build leaves nothing that looks finished
 //!   (leftover temp dirs are unmounted and removed by the next build).
 //!
 //! Fully blocking (a few minutes on the first call); use `spawn_blocking` from async code.
-//! The root's own `/etc/ssh` host keys come from openssh-server's postinst; boards that use
-//! this root generate or bring their own.
+//! The arm64 root keeps the `/etc/ssh` host keys of openssh-server's postinst (its boards bring
+//! their own); the systemd root has none (each board's key is put into its overlay at boot).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -33,6 +37,39 @@ use thiserror::Error;
 pub const DEFAULT_CACHE_DIR: &str = "/var/cache/lab/rootfs";
 /// Name of the arm64 root inside the cache directory.
 pub const ARM64_ROOT_NAME: &str = "bookworm-arm64";
+
+/// One cached root: what debootstrap installs and what the result must show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RootRecipe {
+    /// Directory name inside the cache.
+    pub name: &'static str,
+    /// debootstrap's `--arch` (`None`: the host's).
+    pub arch: Option<&'static str>,
+    /// `uname -m` inside the root when it runs (`None`: whatever the host says).
+    pub machine: Option<&'static str>,
+    /// debootstrap's `--include` list.
+    pub include: &'static str,
+    /// What the build costs, for the progress line.
+    pub takes: &'static str,
+}
+
+/// The arm64 root of emulated boards.
+pub const ARM64: RootRecipe = RootRecipe {
+    name: ARM64_ROOT_NAME,
+    arch: Some("arm64"),
+    machine: Some("aarch64"),
+    include: "openssh-server",
+    takes: "about 2 minutes",
+};
+
+/// The root `init = "systemd"` boards boot (DESIGN.md section 9: ~35 s, ~274 MB).
+pub const SYSTEMD: RootRecipe = RootRecipe {
+    name: "bookworm-systemd",
+    arch: None,
+    machine: None,
+    include: "systemd,systemd-sysv,dbus,openssh-server,iproute2,sudo,procps",
+    takes: "about a minute",
+};
 /// File written last into a finished root; its presence means "complete".
 pub const ROOTFS_MARKER: &str = ".lab-rootfs-complete";
 /// Debian release of the root.
@@ -45,10 +82,10 @@ pub const MIRROR_ENV: &str = "LAB_DEBIAN_MIRROR";
 const BINFMT_DIR: &str = "/proc/sys/fs/binfmt_misc";
 const INSTALL_HINT: &str = "apt-get install qemu-user-static binfmt-support";
 
-/// Why the arm64 root could not be provided. Each variant says what to do.
+/// Why a root could not be provided. Each variant says what to do.
 #[derive(Debug, Error)]
 pub enum RootfsError {
-    #[error("building the arm64 root filesystem needs root (debootstrap and chroot); run as root or with sudo")]
+    #[error("building a board root filesystem needs root (debootstrap and chroot); run as root or with sudo")]
     NotRoot,
     #[error("`{tool}` not found; install it: apt-get install {package}")]
     MissingTool {
@@ -99,31 +136,40 @@ fn io_err<'a>(
 }
 
 /// Return `<cache_dir>/bookworm-arm64`, building it first if it is not complete.
-///
-/// `progress` receives one line per step (and debootstrap's own output while it runs).
 pub fn ensure_arm64_rootfs(
     cache_dir: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<PathBuf, RootfsError> {
-    let root = cache_dir.join(ARM64_ROOT_NAME);
+    ensure_rootfs(cache_dir, &ARM64, progress)
+}
+
+/// Return `<cache_dir>/<recipe.name>`, building it first if it is not complete.
+///
+/// `progress` receives one line per step (and debootstrap's own output while it runs).
+pub fn ensure_rootfs(
+    cache_dir: &Path,
+    recipe: &RootRecipe,
+    progress: &mut dyn FnMut(&str),
+) -> Result<PathBuf, RootfsError> {
+    let root = cache_dir.join(recipe.name);
     if root.join(ROOTFS_MARKER).is_file() {
         return Ok(root);
     }
 
-    check_prerequisites(progress)?;
+    check_prerequisites(recipe, progress)?;
     fs::create_dir_all(cache_dir).map_err(io_err("cannot create the rootfs cache", cache_dir))?;
 
-    let lock_path = cache_dir.join(format!(".{ARM64_ROOT_NAME}.lock"));
+    let lock_path = cache_dir.join(format!(".{}.lock", recipe.name));
     let _lock = lock_exclusive(&lock_path, progress)?;
     // Someone else may have finished while we waited for the lock.
     if root.join(ROOTFS_MARKER).is_file() {
         progress(&format!("{} was built by another process", root.display()));
         return Ok(root);
     }
-    remove_leftovers(cache_dir, &root, progress)?;
+    remove_leftovers(cache_dir, recipe, &root, progress)?;
 
-    let tmp = cache_dir.join(format!(".{ARM64_ROOT_NAME}.tmp-{}", std::process::id()));
-    let result = build_into(&tmp, progress).and_then(|()| {
+    let tmp = cache_dir.join(format!(".{}.tmp-{}", recipe.name, std::process::id()));
+    let result = build_into(&tmp, recipe, progress).and_then(|()| {
         fs::rename(&tmp, &root).map_err(io_err("cannot move the new root into place", &root))?;
         if let Ok(dir) = File::open(cache_dir) {
             let _ = dir.sync_all();
@@ -138,26 +184,26 @@ pub fn ensure_arm64_rootfs(
     Ok(root)
 }
 
-fn build_into(tmp: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), RootfsError> {
+fn build_into(
+    tmp: &Path,
+    recipe: &RootRecipe,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), RootfsError> {
     let mirror = choose_mirror();
     let started = Instant::now();
+    let arch = recipe.arch.unwrap_or("host");
     progress(&format!(
-        "debootstrap {SUITE} arm64 (minbase + openssh-server) from {mirror} into {} (about 2 minutes)",
-        tmp.display()
+        "debootstrap {SUITE} {arch} (minbase + {}) from {mirror} into {} ({})",
+        recipe.include,
+        tmp.display(),
+        recipe.takes
     ));
     let tmp_arg = tmp.to_string_lossy().into_owned();
-    run_streaming(
-        "debootstrap",
-        &[
-            "--arch=arm64",
-            "--variant=minbase",
-            "--include=openssh-server",
-            SUITE,
-            &tmp_arg,
-            &mirror,
-        ],
-        progress,
-    )?;
+    let include = format!("--include={}", recipe.include);
+    let arch_arg = recipe.arch.map(|a| format!("--arch={a}"));
+    let mut args: Vec<&str> = arch_arg.iter().map(String::as_str).collect();
+    args.extend(["--variant=minbase", &include, SUITE, &tmp_arg, &mirror]);
+    run_streaming("debootstrap", &args, progress)?;
     progress(&format!(
         "debootstrap finished in {} s",
         started.elapsed().as_secs()
@@ -173,13 +219,17 @@ fn build_into(tmp: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), RootfsEr
         }
     }
 
-    verify_root(tmp, progress)?;
+    if recipe == &SYSTEMD {
+        prepare_systemd_root(tmp)?;
+    }
+    verify_root(tmp, recipe, progress)?;
 
     let marker = tmp.join(ROOTFS_MARKER);
     let mut f = File::create(&marker).map_err(io_err("cannot write the marker", &marker))?;
     writeln!(
         f,
-        "suite={SUITE}\narch=arm64\nvariant=minbase\ninclude=openssh-server\nmirror={mirror}\nbuild_seconds={}",
+        "suite={SUITE}\narch={arch}\nvariant=minbase\ninclude={}\nmirror={mirror}\nbuild_seconds={}",
+        recipe.include,
         started.elapsed().as_secs()
     )
     .and_then(|()| f.sync_all())
@@ -187,15 +237,55 @@ fn build_into(tmp: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), RootfsEr
     Ok(())
 }
 
-/// Prove the root runs arm64 code and has a working OpenSSH.
-fn verify_root(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), RootfsError> {
+/// What the systemd root needs beyond its packages: no host keys of its own (every board's
+/// overlay gets the board's key at boot; a shared key would make boards indistinguishable),
+/// key-only logins, and no units that wait for hardware a container does not have.
+fn prepare_systemd_root(dir: &Path) -> Result<(), RootfsError> {
+    let ssh_dir = dir.join("etc/ssh");
+    if let Ok(entries) = fs::read_dir(&ssh_dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with("ssh_host_") {
+                fs::remove_file(entry.path())
+                    .map_err(io_err("cannot remove a shared host key", &entry.path()))?;
+            }
+        }
+    }
+    let conf = dir.join("etc/ssh/sshd_config.d/lab.conf");
+    fs::create_dir_all(dir.join("etc/ssh/sshd_config.d"))
+        .map_err(io_err("cannot create", &ssh_dir))?;
+    fs::write(
+        &conf,
+        "# Written by lab when it built this root: key logins only, one host key per board.\n\
+         HostKey /etc/ssh/ssh_host_ed25519_key\n\
+         PasswordAuthentication no\n\
+         KbdInteractiveAuthentication no\n\
+         PermitRootLogin prohibit-password\n",
+    )
+    .map_err(io_err("cannot write", &conf))?;
+    // A container has no consoles to log in on besides nspawn's own.
+    for unit in ["getty@tty1.service", "console-getty.service"] {
+        let link = dir.join("etc/systemd/system").join(unit);
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink("/dev/null", &link).map_err(io_err("cannot mask", &link))?;
+    }
+    Ok(())
+}
+
+/// Prove the root runs code of its machine and has a working OpenSSH.
+fn verify_root(
+    dir: &Path,
+    recipe: &RootRecipe,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), RootfsError> {
     let uname = chroot_output(dir, &["uname", "-m"])?;
-    if uname.trim() != "aarch64" {
-        return Err(RootfsError::Verify {
-            path: dir.to_path_buf(),
-            check: "chroot DIR uname -m".into(),
-            found: format!("printed {:?}, expected \"aarch64\"", uname.trim()),
-        });
+    if let Some(machine) = recipe.machine {
+        if uname.trim() != machine {
+            return Err(RootfsError::Verify {
+                path: dir.to_path_buf(),
+                check: "chroot DIR uname -m".into(),
+                found: format!("printed {:?}, expected {machine:?}", uname.trim()),
+            });
+        }
     }
     // `sshd -V` prints its version (and exits non-zero on older releases); either way it ran.
     for (check, argv) in [
@@ -246,7 +336,10 @@ fn chroot_output(dir: &Path, argv: &[&str]) -> Result<String, RootfsError> {
 
 // ------------------------------------------------------------------------------ prerequisites
 
-fn check_prerequisites(progress: &mut dyn FnMut(&str)) -> Result<(), RootfsError> {
+fn check_prerequisites(
+    recipe: &RootRecipe,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), RootfsError> {
     if !crate::host_setup::running_as_root() {
         return Err(RootfsError::NotRoot);
     }
@@ -255,7 +348,10 @@ fn check_prerequisites(progress: &mut dyn FnMut(&str)) -> Result<(), RootfsError
             return Err(RootfsError::MissingTool { tool, package });
         }
     }
-    ensure_binfmt_aarch64(progress)
+    if recipe.machine == Some("aarch64") {
+        ensure_binfmt_aarch64(progress)?;
+    }
+    Ok(())
 }
 
 /// Search `$PATH` plus the sbin directories (not on a user's PATH on Debian).
@@ -457,7 +553,7 @@ fn lock_exclusive(path: &Path, progress: &mut dyn FnMut(&str)) -> Result<Flock<F
         Ok(lock) => Ok(lock),
         Err((file, nix::errno::Errno::EWOULDBLOCK)) => {
             progress(&format!(
-                "another process is building the arm64 root; waiting for {}",
+                "another process is building this root; waiting for {}",
                 path.display()
             ));
             Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, source)| RootfsError::Lock {
@@ -475,10 +571,11 @@ fn lock_exclusive(path: &Path, progress: &mut dyn FnMut(&str)) -> Result<Flock<F
 /// Under the lock: remove temp dirs of interrupted builds, and an unfinished final root.
 fn remove_leftovers(
     cache_dir: &Path,
+    recipe: &RootRecipe,
     root: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), RootfsError> {
-    let prefix = format!(".{ARM64_ROOT_NAME}.tmp-");
+    let prefix = format!(".{}.tmp-", recipe.name);
     let entries = fs::read_dir(cache_dir).map_err(io_err("cannot list", cache_dir))?;
     let mut stale: Vec<PathBuf> = entries
         .flatten()

@@ -77,6 +77,8 @@ fn cluster(tag: &str, rootfs: &[Option<PathBuf>]) -> Cluster {
             address: Ipv4Addr::new(10, second, third, 11 + i as u8),
             rootfs: rootfs.clone(),
             size: BoardSize::VIRTUAL_DEFAULT,
+            init: lab::inventory::VirtualInit::Lab,
+            login_user: None,
         })
         .collect();
     Cluster {

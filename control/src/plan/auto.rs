@@ -147,6 +147,7 @@ mod tests {
             model: None,
             roles,
             arch: VirtualArch::Native,
+            init: crate::inventory::VirtualInit::Lab,
             size: Some(BoardSize {
                 millicpus: 1000,
                 memory_bytes: mib << 20,

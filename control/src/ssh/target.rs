@@ -136,6 +136,7 @@ mod tests {
             model: None,
             roles: RoleSpec::Auto,
             arch: VirtualArch::Native,
+            init: crate::inventory::VirtualInit::Lab,
             size: None,
             line: 1,
             weight: 1,

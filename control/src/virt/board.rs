@@ -20,11 +20,12 @@ use nix::unistd::Pid;
 
 use super::cmd::{self, CommandLine};
 use super::error::{BootLog, Target, VirtError};
-use super::init::args::{CgroupJoin, InitArgs};
+use super::init::args::{CgroupJoin, InitArgs, SystemdBoot};
 use super::names::netns_name;
 use super::procfs;
 use super::spec::{BoardDir, VirtualBoardSpec, VirtualClusterSpec, DISK_MOUNTS};
 use super::sshd;
+use crate::inventory::VirtualInit;
 
 /// How long a board gets from spawn until its sshd accepts connections.
 pub(crate) const BOOT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -203,30 +204,41 @@ pub(crate) fn spawn_command(
     board: &VirtualBoardSpec,
     cgroups: Vec<CgroupJoin>,
 ) -> CommandLine {
+    let netns = netns_name(&spec.cluster, &board.name);
+    let systemd = (board.init == VirtualInit::Systemd).then(|| SystemdBoot {
+        netns: netns.clone(),
+        login_user: board.login_user.clone(),
+    });
     let init = InitArgs {
         dir: spec.board_dir(&board.name).root,
         hostname: board.name.clone(),
         address: board.address,
         rootfs: board.rootfs.clone(),
         cgroups,
+        systemd,
     };
-    let mut args: Vec<String> = [
-        "ip",
-        "netns",
-        "exec",
-        &netns_name(&spec.cluster, &board.name),
-        "unshare",
-        "--pid",
-        "--fork",
-        "--mount",
-        "--uts",
-        "--ipc",
-        "--propagation",
-        "private",
-    ]
-    .into_iter()
-    .map(str::to_owned)
-    .collect();
+    // A systemd board's init joins the network namespace itself: `ip netns exec` would give
+    // it a fresh /sys without the host's cgroup hierarchies, which systemd-nspawn needs.
+    let enter_netns: &[&str] = if init.systemd.is_some() {
+        &[]
+    } else {
+        &["ip", "netns", "exec", &netns]
+    };
+    let mut args: Vec<String> = enter_netns
+        .iter()
+        .copied()
+        .chain([
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount",
+            "--uts",
+            "--ipc",
+            "--propagation",
+            "private",
+        ])
+        .map(str::to_owned)
+        .collect();
     args.push(spec.lab_binary.display().to_string());
     args.push(procfs::BOARD_INIT_ARG.to_owned());
     args.extend(init.to_args());
@@ -365,6 +377,8 @@ mod tests {
             address: Ipv4Addr::new(10, 77, 0, 11),
             rootfs: None,
             size: crate::inventory::BoardSize::VIRTUAL_DEFAULT,
+            init: crate::inventory::VirtualInit::Lab,
+            login_user: None,
         };
         let spec = VirtualClusterSpec {
             cluster: "demo".into(),

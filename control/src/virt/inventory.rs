@@ -18,14 +18,16 @@ pub fn rootfs_cache_dir() -> PathBuf {
 }
 
 /// The virtual cluster described by the inventory's `[virtual]` table. Arm64 boards get the
-/// cached arm64 root, which must exist (see [`create_virtual_boards`]).
+/// cached arm64 root, systemd boards the cached systemd root; both must exist (see
+/// [`create_virtual_boards`]).
 pub fn virtual_spec(ctx: &ClusterContext) -> anyhow::Result<VirtualClusterSpec> {
-    use crate::inventory::VirtualArch;
+    use crate::inventory::{VirtualArch, VirtualInit};
     let inv = &ctx.inventory;
     let Some(net) = &inv.virtual_net else {
         bail!("{} has no [virtual] table", inv.path.display());
     };
-    let arm64_root = rootfs_cache_dir().join(crate::rootfs::ARM64_ROOT_NAME);
+    let arm64_root = rootfs_cache_dir().join(crate::rootfs::ARM64.name);
+    let systemd_root = rootfs_cache_dir().join(crate::rootfs::SYSTEMD.name);
     let mut boards = Vec::new();
     for b in &inv.boards {
         let address = b
@@ -35,10 +37,16 @@ pub fn virtual_spec(ctx: &ClusterContext) -> anyhow::Result<VirtualClusterSpec> 
         boards.push(VirtualBoardSpec {
             name: b.name.clone(),
             address,
-            rootfs: (b.arch == VirtualArch::Arm64).then(|| arm64_root.clone()),
+            rootfs: match (b.arch, b.init) {
+                (VirtualArch::Arm64, _) => Some(arm64_root.clone()),
+                (_, VirtualInit::Systemd) => Some(systemd_root.clone()),
+                _ => None,
+            },
             size: b
                 .size
                 .unwrap_or(crate::inventory::BoardSize::VIRTUAL_DEFAULT),
+            init: b.init,
+            login_user: b.user.clone().filter(|u| u != "root"),
         });
     }
     Ok(VirtualClusterSpec {
@@ -70,6 +78,19 @@ pub fn create_virtual_boards(ctx: &ClusterContext) -> anyhow::Result<()> {
         crate::rootfs::ensure_arm64_rootfs(&rootfs_cache_dir(), &mut |l: &str| {
             eprintln!("  arm64 root: {l}")
         })?;
+    }
+    if ctx
+        .inventory
+        .boards
+        .iter()
+        .any(|b| b.init == crate::inventory::VirtualInit::Systemd)
+    {
+        crate::host_setup::ensure(crate::host_setup::SYSTEMD_BOARDS, &mut say)?;
+        crate::rootfs::ensure_rootfs(
+            &rootfs_cache_dir(),
+            &crate::rootfs::SYSTEMD,
+            &mut |l: &str| eprintln!("  systemd root: {l}"),
+        )?;
     }
     let spec = virtual_spec(ctx)?;
     eprintln!(

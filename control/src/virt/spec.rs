@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::cidr::Ipv4Net;
 use super::error::{Target, VirtError};
-use crate::inventory::BoardSize;
+use crate::inventory::{BoardSize, VirtualInit};
 
 /// Longest cluster or board name accepted (a hostname label is at most 63 bytes).
 pub const MAX_NAME_LEN: usize = 63;
@@ -48,6 +48,11 @@ pub struct VirtualBoardSpec {
     pub rootfs: Option<PathBuf>,
     /// The CPU and memory its cgroup allows it.
     pub size: BoardSize,
+    /// Its PID 1: `lab board-init` with sshd, or systemd (then `rootfs` is the systemd root,
+    /// under the board's own writable layer).
+    pub init: VirtualInit,
+    /// A login user other than root, created with passwordless sudo (systemd boards only).
+    pub login_user: Option<String>,
 }
 
 /// Sub-directories of a board's disk, and the board path each is bind-mounted over.
@@ -101,6 +106,18 @@ impl BoardDir {
     /// The board's cgroup directories, one per line, written before they are made.
     pub fn cgroups(&self) -> PathBuf {
         self.root.join("cgroups")
+    }
+    /// A systemd board's writable layer over the shared root (its "disk").
+    pub fn systemd_upper(&self) -> PathBuf {
+        self.root.join("systemd/upper")
+    }
+    /// The overlay's work directory (same file system as the upper layer).
+    pub fn systemd_work(&self) -> PathBuf {
+        self.root.join("systemd/work")
+    }
+    /// Where a systemd board's root is mounted (inside its own mount namespace only).
+    pub fn systemd_root(&self) -> PathBuf {
+        self.root.join("systemd/root")
     }
 }
 
@@ -220,6 +237,9 @@ impl VirtualClusterSpec {
                     return Some(format!("board `{}`: {p}", board.name));
                 }
             }
+            if let Some(p) = self.systemd_problem(board) {
+                return Some(format!("board `{}`: {p}", board.name));
+            }
             let size = board.size;
             if !(BoardSize::MIN_MILLICPUS..=BoardSize::MAX_MILLICPUS).contains(&size.millicpus)
                 || !(BoardSize::MIN_MEMORY..=BoardSize::MAX_MEMORY).contains(&size.memory_bytes)
@@ -231,6 +251,33 @@ impl VirtualClusterSpec {
                     BoardSize::MAX_MILLICPUS / 1000,
                     crate::inventory::format_bytes(BoardSize::MIN_MEMORY),
                     crate::inventory::format_bytes(BoardSize::MAX_MEMORY),
+                ));
+            }
+        }
+        None
+    }
+}
+
+impl VirtualClusterSpec {
+    /// What stops `board` from booting systemd (or having a login user), if anything.
+    fn systemd_problem(&self, board: &VirtualBoardSpec) -> Option<String> {
+        if board.init != VirtualInit::Systemd {
+            return board
+                .login_user
+                .as_ref()
+                .map(|u| format!("login user `{u}` needs init = \"systemd\""));
+        }
+        let Some(rootfs) = &board.rootfs else {
+            return Some("init = \"systemd\" needs the systemd root (rootfs)".to_owned());
+        };
+        // The overlay's mount options are `key=path,key=path`: a path with `,` or `:` would
+        // be read as something else.
+        let dir = self.board_dir(&board.name).root;
+        for path in [rootfs, &dir] {
+            if path.to_string_lossy().contains([',', ':']) {
+                return Some(format!(
+                    "{} cannot hold a systemd board (`,` or `:` in the path)",
+                    path.display()
                 ));
             }
         }
@@ -278,12 +325,16 @@ mod tests {
                     address: Ipv4Addr::new(10, 77, 0, 11),
                     rootfs: None,
                     size: BoardSize::VIRTUAL_DEFAULT,
+                    init: VirtualInit::Lab,
+                    login_user: None,
                 },
                 VirtualBoardSpec {
                     name: "pi-2".into(),
                     address: Ipv4Addr::new(10, 77, 0, 12),
                     rootfs: Some("/var/cache/lab/rootfs/bookworm-arm64".into()),
                     size: BoardSize::VIRTUAL_DEFAULT,
+                    init: VirtualInit::Lab,
+                    login_user: None,
                 },
             ],
             authorized_key: "ssh-ed25519 AAAAC3Nza lab@host".into(),

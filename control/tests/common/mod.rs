@@ -124,6 +124,11 @@ impl TestCluster {
     /// Run `command` on the board at `addr` with the real OpenSSH client and the cluster's
     /// managed key (throwaway boards: no host key checking).
     pub fn ssh(&self, addr: &str, command: &str) -> Output {
+        self.ssh_as("root", addr, command)
+    }
+
+    /// [`TestCluster::ssh`] as `user` (a systemd board's login, e.g. `pi`).
+    pub fn ssh_as(&self, user: &str, addr: &str, command: &str) -> Output {
         Command::new("ssh")
             .arg("-i")
             .arg(self.state_dir().join("ssh/id_ed25519"))
@@ -136,7 +141,7 @@ impl TestCluster {
                 "BatchMode=yes",
                 "-o",
                 "LogLevel=error",
-                &format!("root@{addr}"),
+                &format!("{user}@{addr}"),
                 command,
             ])
             .output()

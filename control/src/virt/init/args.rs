@@ -18,6 +18,17 @@ pub struct InitArgs {
     /// The board's cgroups (one per hierarchy), which the init mounts and joins before
     /// anything else.
     pub cgroups: Vec<CgroupJoin>,
+    /// Boot systemd (in `rootfs`, through an overlay) instead of running sshd itself.
+    pub systemd: Option<SystemdBoot>,
+}
+
+/// What a board that boots systemd needs beyond the common arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemdBoot {
+    /// The board's network namespace (`/run/netns/<netns>`), joined by the init itself.
+    pub netns: String,
+    /// A login user other than root to create (with passwordless sudo), if any.
+    pub login_user: Option<String>,
 }
 
 /// One cgroup hierarchy of the board. `ip netns exec` gives the board a fresh `/sys` without
@@ -84,6 +95,14 @@ impl InitArgs {
             args.push("--cgroup".to_owned());
             args.push(join.render());
         }
+        if let Some(boot) = &self.systemd {
+            args.push("--systemd-netns".to_owned());
+            args.push(boot.netns.clone());
+            if let Some(user) = &boot.login_user {
+                args.push("--login-user".to_owned());
+                args.push(user.clone());
+            }
+        }
         args
     }
 
@@ -94,6 +113,8 @@ impl InitArgs {
         let mut address = None;
         let mut rootfs = None;
         let mut cgroups = Vec::new();
+        let mut netns = None;
+        let mut login_user = None;
         let mut iter = args.iter();
         while let Some(flag) = iter.next() {
             let value = iter.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -109,8 +130,18 @@ impl InitArgs {
                 }
                 "--rootfs" => rootfs = Some(PathBuf::from(value)),
                 "--cgroup" => cgroups.push(CgroupJoin::parse(value)?),
+                "--systemd-netns" => netns = Some(value.clone()),
+                "--login-user" => login_user = Some(value.clone()),
                 other => return Err(format!("unknown argument {other}")),
             }
+        }
+        let systemd = match (netns, login_user) {
+            (Some(netns), login_user) => Some(SystemdBoot { netns, login_user }),
+            (None, None) => None,
+            (None, Some(_)) => return Err("--login-user needs --systemd-netns".to_owned()),
+        };
+        if systemd.is_some() && rootfs.is_none() {
+            return Err("--systemd-netns needs --rootfs (the root systemd boots)".to_owned());
         }
         Ok(Self {
             dir: dir.ok_or("--dir is required")?,
@@ -118,6 +149,7 @@ impl InitArgs {
             address: address.ok_or("--address is required")?,
             rootfs,
             cgroups,
+            systemd,
         })
     }
 }
@@ -150,9 +182,22 @@ mod tests {
                         dir: "/sys/fs/cgroup/lab/c/pi-1".into(),
                     },
                 ],
+                systemd: None,
             };
             assert_eq!(InitArgs::parse(&args.to_args()), Ok(args));
         }
+        let args = InitArgs {
+            dir: "/s/virtual/sd-1".into(),
+            hostname: "sd-1".into(),
+            address: Ipv4Addr::new(10, 77, 0, 12),
+            rootfs: Some("/var/cache/lab/rootfs/bookworm-systemd".into()),
+            cgroups: Vec::new(),
+            systemd: Some(SystemdBoot {
+                netns: "lab-c_sd-1".into(),
+                login_user: Some("pi".into()),
+            }),
+        };
+        assert_eq!(InitArgs::parse(&args.to_args()), Ok(args));
     }
 
     #[test]
@@ -163,6 +208,7 @@ mod tests {
             address: Ipv4Addr::new(10, 77, 0, 11),
             rootfs: None,
             cgroups: Vec::new(),
+            systemd: None,
         };
         assert_eq!(
             args.to_args(),
@@ -192,5 +238,16 @@ mod tests {
         assert!(InitArgs::parse(&strings(&["--bogus", "x"])).is_err_and(|e| e.contains("unknown")));
         assert!(InitArgs::parse(&strings(&["--cgroup", "memory:/a:/b"]))
             .is_err_and(|e| e.contains("below MOUNTPOINT")));
+        assert!(InitArgs::parse(&strings(&[
+            "--dir",
+            "/d",
+            "--hostname",
+            "h",
+            "--address",
+            "10.0.0.2",
+            "--systemd-netns",
+            "ns"
+        ]))
+        .is_err_and(|e| e.contains("needs --rootfs")));
     }
 }

@@ -5,10 +5,12 @@
 //! one, then behaves like an init: runs sshd, reaps every child, restarts sshd when it dies,
 //! and on SIGTERM stops everything and exits (which makes the kernel kill whatever is left in
 //! the board's PID namespace). Like an enabled unit on a real board, an installed agent is
-//! started at boot.
+//! started at boot. A board with `init = "systemd"` goes through [`systemd`] instead: the
+//! init prepares its root and supervises systemd-nspawn, and systemd does the rest.
 
 pub mod args;
 mod mounts;
+mod systemd;
 
 use std::fs;
 use std::io::Write;
@@ -64,6 +66,9 @@ fn run(args: &InitArgs) -> Result<()> {
     // below; std resets the mask in the children it spawns.
     let signals = supervised_signals();
     signals.thread_block().context("block signals")?;
+    if let Some(boot) = &args.systemd {
+        return systemd::run(args, boot, &signals);
+    }
     let dir = BoardDir {
         root: args.dir.clone(),
     };
