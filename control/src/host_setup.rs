@@ -30,6 +30,7 @@ pub const VIRTUAL_CLUSTER: &[Requirement] = &[
         why: "every virtual board runs a real sshd",
     },
     SSH_KEYGEN,
+    ETHTOOL,
     Requirement {
         package: "iproute2",
         provides: "/usr/sbin/ip",
@@ -202,6 +203,14 @@ pub const SYSTEMD_BOARDS: &[Requirement] = &[
         why: "builds the systemd boards' Debian root once",
     },
 ];
+
+/// ethtool: a shaped link (`lab link`, data centers) turns the offloads off on the
+/// interfaces that feed its shaper, so it handles whole frames.
+pub const ETHTOOL: Requirement = Requirement {
+    package: "ethtool",
+    provides: "/usr/sbin/ethtool",
+    why: "shaped virtual links (lab link, data centers) need whole frames",
+};
 
 /// mtools: `lab image prepare` writes into an image's FAT boot partition without mounting it.
 pub const MTOOLS: Requirement = Requirement {

@@ -82,7 +82,13 @@ pub enum VirtualArch {
 pub struct VirtualNet {
     pub subnet: Ipv4Addr,
     pub prefix_len: u8,
+    /// How much slower a round trip between two data centers is (`wan_delay`, 40 ms
+    /// unless given; only used when boards name data centers).
+    pub wan_delay: std::time::Duration,
 }
+
+/// `wan_delay` when the inventory gives none.
+pub const DEFAULT_WAN_DELAY: std::time::Duration = std::time::Duration::from_millis(40);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cluster {
@@ -109,6 +115,11 @@ pub struct Board {
     pub arch: VirtualArch,
     /// A virtual board's PID 1 (`init = "systemd"`); `Lab` for real boards.
     pub init: VirtualInit,
+    /// What a virtual board's link does to frames: its own `link = { ... }`, else its
+    /// model's from `[links."<model>"]`; `None`: a plain link.
+    pub link: Option<crate::virt::link::LinkProfile>,
+    /// A virtual board's data center (`dc = "west"`).
+    pub dc: Option<String>,
     /// How big a virtual board is (its cgroup limits); `None` for a real board, whose size is
     /// what it is.
     pub size: Option<BoardSize>,
@@ -221,12 +232,18 @@ pub const MODEL_SIZES: [(&[&str], &str, BoardSize); 5] = [
 ];
 
 /// The size of a known `model`, if it is one.
-pub fn model_size(model: &str) -> Option<BoardSize> {
-    let key: String = model
+/// A model name as it is matched: lower-case letters and digits only ("Raspberry Pi 3
+/// Model B" -> "raspberrypi3modelb").
+fn model_key(model: &str) -> String {
+    model
         .chars()
         .filter(char::is_ascii_alphanumeric)
         .map(|c| c.to_ascii_lowercase())
-        .collect();
+        .collect()
+}
+
+pub fn model_size(model: &str) -> Option<BoardSize> {
+    let key = model_key(model);
     MODEL_SIZES
         .iter()
         .find(|(prefixes, _, _)| prefixes.iter().any(|p| key.starts_with(p)))
@@ -458,6 +475,40 @@ struct RawInventory {
     lb: Option<Spanned<RawLb>>,
     files: Option<std::collections::BTreeMap<String, Spanned<RawBucket>>>,
     cdn: Option<RawCdn>,
+    links: Option<std::collections::BTreeMap<String, Spanned<RawLink>>>,
+}
+
+/// A link's properties as written: `{ delay = "30ms", jitter = "5ms", loss = "1%", rate = "100mbit" }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLink {
+    delay: Option<String>,
+    jitter: Option<String>,
+    loss: Option<String>,
+    rate: Option<String>,
+}
+
+impl RawLink {
+    fn profile(&self) -> Result<crate::virt::link::LinkProfile, String> {
+        use crate::virt::link::profile;
+        let mut p = crate::virt::link::LinkProfile::default();
+        if let Some(d) = &self.delay {
+            p.delay = profile::parse_delay(d)?;
+        }
+        if let Some(j) = &self.jitter {
+            p.jitter = profile::parse_delay(j)?;
+        }
+        if let Some(l) = &self.loss {
+            p.loss_ppm = profile::parse_loss(l)?;
+        }
+        if let Some(r) = &self.rate {
+            p.rate_bps = Some(profile::parse_rate(r)?);
+        }
+        if let Some(problem) = p.problem() {
+            return Err(problem);
+        }
+        Ok(p)
+    }
 }
 
 #[derive(Deserialize)]
@@ -506,6 +557,7 @@ struct RawCluster {
 #[serde(deny_unknown_fields)]
 struct RawVirtual {
     subnet: Spanned<String>,
+    wan_delay: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -519,6 +571,8 @@ struct RawBoard {
     roles: Option<Spanned<RawRoles>>,
     arch: Option<Spanned<String>>,
     init: Option<Spanned<String>>,
+    link: Option<Spanned<RawLink>>,
+    dc: Option<Spanned<String>>,
     cpus: Option<Spanned<f64>>,
     memory: Option<Spanned<RawMemory>>,
     weight: Option<Spanned<i64>>,
@@ -701,8 +755,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
     // [virtual]
     let virtual_net = raw.virtual_net.as_ref().and_then(|v| {
         let s = v.get_ref().subnet.get_ref();
+        let wan_delay = match &v.get_ref().wan_delay {
+            None => DEFAULT_WAN_DELAY,
+            Some(d) => crate::virt::link::profile::parse_delay(d.get_ref()).unwrap_or_else(|msg| {
+                problem(d.span(), None, format!("[virtual] wan_delay: {msg}"));
+                DEFAULT_WAN_DELAY
+            }),
+        };
         match parse_subnet(s) {
-            Ok(net) => Some(net),
+            Ok(net) => Some(VirtualNet { wan_delay, ..net }),
             Err(msg) => {
                 problem(v.get_ref().subnet.span(), None, msg);
                 None
@@ -710,6 +771,22 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
         }
     });
     let virtual_declared = raw.virtual_net.is_some();
+    // [links."<model>"]: what a model's link does, for the virtual boards of that model.
+    let mut model_links = Vec::new();
+    for (model, link) in raw.links.iter().flatten() {
+        if !virtual_declared {
+            problem(
+                link.span(),
+                None,
+                format!("[links.\"{model}\"]: links are shaped on virtual boards only"),
+            );
+            continue;
+        }
+        match link.get_ref().profile() {
+            Ok(profile) => model_links.push((model_key(model), profile)),
+            Err(msg) => problem(link.span(), None, format!("[links.\"{model}\"]: {msg}")),
+        }
+    }
 
     // [[board]]
     if raw.board.is_empty() {
@@ -848,6 +925,50 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
                 init.unwrap_or_default()
             }
         };
+        let link = match &rb_ref.link {
+            Some(l) if !virtual_declared => {
+                problem(
+                    l.span(),
+                    b,
+                    "link is for virtual boards (a real board's link is its cable)".into(),
+                );
+                None
+            }
+            Some(l) => match l.get_ref().profile() {
+                Ok(profile) => Some(profile),
+                Err(msg) => {
+                    problem(l.span(), b, format!("link: {msg}"));
+                    None
+                }
+            },
+            None => rb_ref.model.as_deref().and_then(|m| {
+                let key = model_key(m);
+                model_links
+                    .iter()
+                    .find(|(k, _)| key.starts_with(k.as_str()))
+                    .map(|(_, p)| *p)
+            }),
+        };
+        let dc = rb_ref.dc.as_ref().and_then(|d| {
+            let name = d.get_ref();
+            if !virtual_declared {
+                problem(
+                    d.span(),
+                    b,
+                    "dc is for virtual boards (real boards are where they are)".into(),
+                );
+                None
+            } else if !is_dns_label(name) {
+                problem(
+                    d.span(),
+                    b,
+                    format!("dc `{name}` must be 1-32 characters of a-z, 0-9 and '-'"),
+                );
+                None
+            } else {
+                Some(name.clone())
+            }
+        });
         let size = board_size(rb_ref, virtual_declared, &mut |span, m| problem(span, b, m));
         let user = rb_ref.user.as_ref().map(|u| {
             if let Err(msg) = validate_user(u.get_ref()) {
@@ -898,10 +1019,24 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
             roles,
             arch,
             init,
+            link,
+            dc,
             size,
             line,
             weight,
         });
+    }
+    if boards.iter().any(|b| b.dc.is_some()) {
+        for (board, raw_board) in boards.iter().zip(&raw.board) {
+            if board.dc.is_none() && raw_board.get_ref().dc.is_none() {
+                problem(
+                    raw_board.span(),
+                    Some(&board.name),
+                    "has no dc while other boards have one: give every board its data center"
+                        .into(),
+                );
+            }
+        }
     }
     let db = db_group(raw.db.as_ref(), &boards, &lines, &mut problem);
     let mut lb = LbSettings::default();
@@ -1370,6 +1505,7 @@ pub fn parse_subnet(s: &str) -> Result<VirtualNet, String> {
     Ok(VirtualNet {
         subnet: ip,
         prefix_len: len,
+        wan_delay: DEFAULT_WAN_DELAY,
     })
 }
 
@@ -1533,8 +1669,33 @@ arch = "arm64"
         assert_eq!(inv.boards[1].roles, RoleSpec::Auto);
         assert_eq!(inv.boards[1].arch, VirtualArch::Arm64);
         assert_eq!(inv.boards[1].init, VirtualInit::Lab);
+        assert_eq!(inv.boards[1].link, None);
+        assert_eq!(
+            inv.virtual_net.as_ref().map(|n| n.wan_delay),
+            Some(DEFAULT_WAN_DELAY)
+        );
         let net = inv.virtual_net.expect("virtual");
         assert_eq!(net.gateway(), Ipv4Addr::new(10, 77, 0, 1));
+    }
+
+    #[test]
+    fn links_come_from_the_board_or_its_model() {
+        let text = "[cluster]\nname=\"c\"\n[virtual]\nsubnet=\"10.9.0.0/24\"\nwan_delay=\"60ms\"\n\
+            [links.\"Raspberry Pi 3\"]\nrate=\"100mbit\"\n\
+            [[board]]\nname=\"a\"\naddress=\"10.9.0.2\"\nmodel=\"Raspberry Pi 3 Model B\"\ndc=\"east\"\n\
+            [[board]]\nname=\"b\"\naddress=\"10.9.0.3\"\nmodel=\"Raspberry Pi 3\"\nlink={delay=\"30ms\",jitter=\"5ms\",loss=\"1%\"}\ndc=\"west\"\n\
+            [[board]]\nname=\"c\"\naddress=\"10.9.0.4\"\nmodel=\"Raspberry Pi 4\"\ndc=\"west\"\n";
+        let inv = parse(Path::new("/x/inv.toml"), text).expect("valid");
+        let a = inv.boards[0].link.expect("the model's link");
+        assert_eq!(a.rate_bps, Some(100_000_000));
+        let b = inv.boards[1].link.expect("its own link");
+        assert_eq!(b.to_string(), "delay 30ms ±5ms, loss 1%");
+        assert_eq!(inv.boards[2].link, None, "a Pi 4 has no [links] entry");
+        assert_eq!(inv.boards[1].dc.as_deref(), Some("west"));
+        assert_eq!(
+            inv.virtual_net.map(|n| n.wan_delay),
+            Some(std::time::Duration::from_millis(60))
+        );
     }
 
     #[test]
@@ -1585,6 +1746,31 @@ arch = "arm64"
                 "bad board name",
                 "[cluster]\nname=\"c\"\n[[board]]\nname=\"Pi_4\"\naddress=\"10.0.0.2\"\n",
                 "inv.toml:4: board `Pi_4`: name must be",
+            ),
+            (
+                "dc on a real board",
+                "[cluster]\nname=\"c\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\ndc=\"west\"\n",
+                "inv.toml:6: board `a`: dc is for virtual boards",
+            ),
+            (
+                "a board without dc among boards with one",
+                "[cluster]\nname=\"c\"\n[virtual]\nsubnet=\"10.9.0.0/24\"\n[[board]]\nname=\"a\"\naddress=\"10.9.0.2\"\ndc=\"east\"\n[[board]]\nname=\"b\"\naddress=\"10.9.0.3\"\n",
+                "board `b`: has no dc while other boards have one",
+            ),
+            (
+                "a link delay that does not parse",
+                "[cluster]\nname=\"c\"\n[virtual]\nsubnet=\"10.9.0.0/24\"\n[[board]]\nname=\"a\"\naddress=\"10.9.0.2\"\nlink={delay=\"30 parsecs\"}\n",
+                "inv.toml:8: board `a`: link: delay `30 parsecs` must look like",
+            ),
+            (
+                "a link on a real board",
+                "[cluster]\nname=\"c\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nlink={rate=\"100mbit\"}\n",
+                "inv.toml:6: board `a`: link is for virtual boards",
+            ),
+            (
+                "a wan delay that does not parse",
+                "[cluster]\nname=\"c\"\n[virtual]\nsubnet=\"10.9.0.0/24\"\nwan_delay=\"far\"\n[[board]]\nname=\"a\"\naddress=\"10.9.0.2\"\n",
+                "inv.toml:5: [virtual] wan_delay: delay `far` must look like",
             ),
             (
                 "unknown init",

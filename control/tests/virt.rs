@@ -79,6 +79,8 @@ fn cluster(tag: &str, rootfs: &[Option<PathBuf>]) -> Cluster {
             size: BoardSize::VIRTUAL_DEFAULT,
             init: lab::inventory::VirtualInit::Lab,
             login_user: None,
+            link: Default::default(),
+            dc: None,
         })
         .collect();
     Cluster {
@@ -90,6 +92,7 @@ fn cluster(tag: &str, rootfs: &[Option<PathBuf>]) -> Cluster {
             boards,
             authorized_key: public,
             lab_binary: PathBuf::from(env!("CARGO_BIN_EXE_lab")),
+            wan_delay: std::time::Duration::ZERO,
         },
         key,
         _tmp: tmp,

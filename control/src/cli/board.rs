@@ -1,6 +1,7 @@
 //! `lab kill|restart|partition|heal BOARD`: the virtual cluster's power and network switches;
 //! on a real board, `kill` and `restart` stop and start its agent (and with it every engine)
-//! over SSH, `kill` only after asking.
+//! over SSH, `kill` only after asking. `lab partition|heal --dc D` cut and restore a whole
+//! data center's WAN link.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -25,16 +26,81 @@ pub struct BoardArgs {
     pub yes: bool,
 }
 
+/// `lab partition` and `lab heal`: a board, or a whole data center.
+#[derive(Debug, Args)]
+pub struct NetworkArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    /// Board name, as in the inventory.
+    #[arg(required_unless_present = "dc")]
+    pub board: Option<String>,
+    /// A whole data center (`dc = "west"` on its boards): its WAN link, so its boards still
+    /// reach each other but nothing across. The control plane's data center: every WAN link.
+    #[arg(long, conflicts_with = "board")]
+    pub dc: Option<String>,
+}
+
 /// `lab partition`'s arguments: the board, and how much of its network to cut.
 #[derive(Debug, Args)]
 pub struct PartitionArgs {
     #[command(flatten)]
-    pub board: BoardArgs,
+    pub target: NetworkArgs,
     /// Cut only the board's path to the control plane (this host): the other boards still
     /// reach it. `lab serve` stops hearing it, but a primary that still serves its replicas
     /// and apps must not be replaced (the lesson: confirm before you fail over).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dc")]
     pub from_control_plane: bool,
+}
+
+/// `lab partition|heal` on a board or, with `--dc`, a data center.
+pub async fn run_network(verb: Verb, args: NetworkArgs) -> anyhow::Result<ExitCode> {
+    match (args.board, args.dc) {
+        (Some(board), None) => {
+            let args = BoardArgs {
+                inventory: args.inventory,
+                board,
+                yes: false,
+            };
+            run(verb, args).await
+        }
+        (None, Some(dc)) => run_dc(verb, args.inventory, dc).await,
+        _ => bail!("give a board or --dc, not both"),
+    }
+}
+
+async fn run_dc(verb: Verb, inventory: InventoryArg, dc: String) -> anyhow::Result<ExitCode> {
+    let inv = super::load_inventory(&inventory)?;
+    if !inv.is_virtual() {
+        bail!(
+            "{} has no [virtual] table: --dc cuts a virtual cluster's WAN links",
+            inv.path.display()
+        );
+    }
+    let ctx = ClusterContext::open_existing(inv)?;
+    let state_dir = ctx.state.root().to_path_buf();
+    let name = dc.clone();
+    let what = tokio::task::spawn_blocking(move || -> anyhow::Result<&'static str> {
+        let spec = crate::virt::inventory::virtual_spec(&ctx)?;
+        let what = match verb {
+            Verb::Heal => {
+                crate::virt::heal_dc(&spec, &name)?;
+                "WAN link restored"
+            }
+            _ => {
+                crate::virt::partition_dc(&spec, &name)?;
+                "WAN link cut (its boards still reach each other)"
+            }
+        };
+        record_line(
+            &state_dir,
+            &format!("dc {name}"),
+            &format!("lab {}: {what}", verb.name()),
+        );
+        Ok(what)
+    })
+    .await??;
+    println!("data center {dc}: {what}");
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -92,23 +158,33 @@ pub async fn run(verb: Verb, args: BoardArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+impl Verb {
+    fn name(self) -> &'static str {
+        match self {
+            Verb::Kill => "kill",
+            Verb::Restart => "restart",
+            Verb::Partition { .. } => "partition",
+            Verb::Heal => "heal",
+        }
+    }
+}
+
 /// The switch thrown, in the event log: the timeline (`lab events`, `lab load`'s marks)
 /// starts at the cause, not at the first missed heartbeat. Blocking (a file append).
 fn record(state_dir: &std::path::Path, board: &str, verb: Verb, what: &str) {
-    let name = match verb {
-        Verb::Kill => "lab kill",
-        Verb::Restart => "lab restart",
-        Verb::Partition { .. } => "lab partition",
-        Verb::Heal => "lab heal",
-    };
+    record_line(state_dir, board, &format!("lab {}: {what}", verb.name()));
+}
+
+/// One line of the event log about `board` (or a data center), written from a command.
+pub(super) fn record_line(state_dir: &std::path::Path, board: &str, message: &str) {
     let event = crate::metrics::events::Event {
         ts_ms: crate::metrics::events::now_ms(),
         board: board.to_string(),
         kind: crate::metrics::events::EventKind::Info,
-        message: format!("{name}: {what}"),
+        message: message.to_owned(),
     };
     if let Err(e) = crate::metrics::events::append_from_outside(state_dir, &event) {
-        eprintln!("note: {name} not written to the event log: {e}");
+        eprintln!("note: `{message}` not written to the event log: {e}");
     }
 }
 

@@ -9,6 +9,7 @@ mod events;
 mod flash;
 mod forget;
 mod image;
+mod link;
 mod load;
 mod metrics;
 pub mod output;
@@ -79,10 +80,14 @@ pub enum Command {
     /// agent again.
     Restart(board::BoardArgs),
     /// Virtual board: cut its network cable; its processes keep running. With
-    /// --from-control-plane only this host loses it, the other boards do not.
+    /// --from-control-plane only this host loses it, the other boards do not. With --dc D,
+    /// cut data center D's WAN link instead.
     Partition(board::PartitionArgs),
-    /// Virtual board: plug its network cable back in.
-    Heal(board::BoardArgs),
+    /// Virtual board: plug its network cable back in (--dc D: D's WAN link).
+    Heal(board::NetworkArgs),
+    /// Virtual board: give its link a delay, jitter, loss or rate (`--delay 30ms --jitter
+    /// 5ms --loss 1% --rate 100mbit`), or `--clear` it; `lab status` shows it.
+    Link(link::LinkArgs),
     /// Run the control plane in the foreground: follow every agent's sample stream, keep an
     /// hour of history, notice silent boards, serve the dashboard, the HTTP API and
     /// Prometheus text on --listen (`lab up` starts it in the background).
@@ -120,12 +125,21 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// A shaped link's frame mover (internal; started by `lab link` and data centers).
+    #[command(hide = true, name = "link-shaper")]
+    LinkShaper {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::BoardInit { args } = cli.command {
         return crate::virt::board_init_main(args);
+    }
+    if let Command::LinkShaper { args } = cli.command {
+        return crate::virt::link::link_shaper_main(args);
     }
     init_logging();
     crate::install_crypto_provider();
@@ -153,9 +167,10 @@ pub fn main() -> ExitCode {
                 let verb = board::Verb::Partition {
                     from_control_plane: a.from_control_plane,
                 };
-                board::run(verb, a.board).await
+                board::run_network(verb, a.target).await
             }
-            Command::Heal(a) => board::run(board::Verb::Heal, a).await,
+            Command::Heal(a) => board::run_network(board::Verb::Heal, a).await,
+            Command::Link(a) => link::run(a).await,
             Command::Serve(a) => serve::run(a).await,
             Command::Load(a) => load::run(a).await,
             Command::Events(a) => events::run(a).await,
@@ -166,7 +181,7 @@ pub fn main() -> ExitCode {
             Command::Flash(a) => flash::run(a).await,
             Command::Image(a) => image::run(a).await,
             Command::ForgetHostKey(a) => forget::run(a).await,
-            Command::BoardInit { .. } => Ok(ExitCode::FAILURE),
+            Command::BoardInit { .. } | Command::LinkShaper { .. } => Ok(ExitCode::FAILURE),
         }
     });
     match result {

@@ -153,6 +153,9 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     );
     let up = boards.iter().filter(|b| b.up).count();
     println!("{up}/{} boards up", boards.len());
+    for line in crate::virt::inventory::network_report(&ctx.inventory, ctx.state.root()) {
+        println!("{line}");
+    }
     for b in &boards {
         for r in b.health.iter().flat_map(|h| &h.roles) {
             if r.state == lab_api::spec::RoleState::Running {

@@ -148,6 +148,8 @@ mod tests {
             roles,
             arch: VirtualArch::Native,
             init: crate::inventory::VirtualInit::Lab,
+            link: None,
+            dc: None,
             size: Some(BoardSize {
                 millicpus: 1000,
                 memory_bytes: mib << 20,

@@ -137,6 +137,8 @@ mod tests {
             roles: RoleSpec::Auto,
             arch: VirtualArch::Native,
             init: crate::inventory::VirtualInit::Lab,
+            link: None,
+            dc: None,
             size: None,
             line: 1,
             weight: 1,

@@ -379,6 +379,8 @@ mod tests {
             size: crate::inventory::BoardSize::VIRTUAL_DEFAULT,
             init: crate::inventory::VirtualInit::Lab,
             login_user: None,
+            link: Default::default(),
+            dc: None,
         };
         let spec = VirtualClusterSpec {
             cluster: "demo".into(),
@@ -388,6 +390,7 @@ mod tests {
             boards: vec![board.clone()],
             authorized_key: "ssh-ed25519 AAAA x".into(),
             lab_binary: "/bin/lab".into(),
+            wan_delay: std::time::Duration::ZERO,
         };
         assert_eq!(
             spawn_command(

@@ -17,6 +17,66 @@ pub fn rootfs_cache_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(crate::rootfs::DEFAULT_CACHE_DIR))
 }
 
+/// What `lab status` says about the virtual network beyond the boards: shaped links and
+/// data centers (with their WAN links' state). Empty when there is nothing to say.
+pub fn network_report(
+    inv: &crate::inventory::Inventory,
+    state_dir: &std::path::Path,
+) -> Vec<String> {
+    let Some(net) = &inv.virtual_net else {
+        return Vec::new();
+    };
+    let spec = VirtualClusterSpec {
+        cluster: inv.cluster.name.clone(),
+        subnet: net.subnet,
+        prefix_len: net.prefix_len,
+        state_dir: state_dir.to_path_buf(),
+        boards: inv
+            .boards
+            .iter()
+            .filter_map(|b| {
+                Some(VirtualBoardSpec {
+                    name: b.name.clone(),
+                    address: b.address.parse().ok()?,
+                    rootfs: None,
+                    size: crate::inventory::BoardSize::VIRTUAL_DEFAULT,
+                    init: b.init,
+                    login_user: None,
+                    link: b.link.unwrap_or_default(),
+                    dc: b.dc.clone(),
+                })
+            })
+            .collect(),
+        authorized_key: String::new(),
+        lab_binary: PathBuf::new(),
+        wan_delay: net.wan_delay,
+    };
+    let mut lines = Vec::new();
+    for board in &spec.boards {
+        let link = super::link::effective(&spec, board);
+        if !link.is_plain() {
+            lines.push(format!("link {}: {link}", board.name));
+        }
+    }
+    let dcs = spec.dcs();
+    if let Some((home, remote)) = dcs.split_first() {
+        let mut text = format!("data centers: {home} (the control plane's)");
+        for dc in remote {
+            let cut = if super::link::wan::is_cut(&spec, dc) {
+                ", WAN link CUT"
+            } else {
+                ""
+            };
+            text.push_str(&format!(
+                ", {dc} ({} round trip away{cut})",
+                super::link::profile::format_duration(spec.wan_delay)
+            ));
+        }
+        lines.push(text);
+    }
+    lines
+}
+
 /// The virtual cluster described by the inventory's `[virtual]` table. Arm64 boards get the
 /// cached arm64 root, systemd boards the cached systemd root; both must exist (see
 /// [`create_virtual_boards`]).
@@ -47,6 +107,8 @@ pub fn virtual_spec(ctx: &ClusterContext) -> anyhow::Result<VirtualClusterSpec> 
                 .unwrap_or(crate::inventory::BoardSize::VIRTUAL_DEFAULT),
             init: b.init,
             login_user: b.user.clone().filter(|u| u != "root"),
+            link: b.link.unwrap_or_default(),
+            dc: b.dc.clone(),
         });
     }
     Ok(VirtualClusterSpec {
@@ -57,6 +119,7 @@ pub fn virtual_spec(ctx: &ClusterContext) -> anyhow::Result<VirtualClusterSpec> 
         boards,
         authorized_key: ctx.managed_public_key()?,
         lab_binary: std::env::current_exe().context("locating the lab binary")?,
+        wan_delay: net.wan_delay,
     })
 }
 

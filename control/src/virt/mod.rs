@@ -28,6 +28,7 @@ mod cmd;
 pub mod error;
 pub mod init;
 pub mod inventory;
+pub mod link;
 mod lock;
 pub mod names;
 mod net;
@@ -60,6 +61,10 @@ pub struct VirtualBoardState {
     pub netns: String,
     /// The host end of its veth.
     pub host_veth: String,
+    /// What its link does to frames (`plain`: nothing).
+    pub link: link::LinkProfile,
+    /// Its data center, and whether that data center's WAN link is cut.
+    pub dc: Option<(String, bool)>,
 }
 
 /// Bring the cluster up: create what is missing (bridge, namespaces, links, disks), boot
@@ -73,6 +78,7 @@ pub fn up(
     spec.validate()?;
     let _lock = lock::lock(spec)?;
     net::ensure_bridge(spec)?;
+    link::wan::ensure(spec)?;
     let mut waiting = Vec::new();
     for board in &spec.boards {
         match board::running_pid(spec, &board.name) {
@@ -133,6 +139,7 @@ fn down_locked(spec: &VirtualClusterSpec) -> Result<(), VirtError> {
         }
     }
     cgroup::remove_cluster_dirs(&cgroup_dirs);
+    note(link::wan::remove_all(spec));
     note(net::remove_bridge(spec));
     first_error.map_or(Ok(()), Err)
 }
@@ -241,6 +248,38 @@ pub fn heal(spec: &VirtualClusterSpec, board: &str) -> Result<(), VirtError> {
     net::set_board_link(spec, board, true)
 }
 
+/// Give `board`'s link `profile` (delay, jitter, loss, rate; a plain profile clears it).
+/// Kept across restarts of the board; gone with `lab down`.
+pub fn set_link(
+    spec: &VirtualClusterSpec,
+    board: &str,
+    profile: &link::LinkProfile,
+) -> Result<(), VirtError> {
+    spec.validate()?;
+    let board = spec.board(board)?;
+    let _lock = lock::lock(spec)?;
+    if profile.is_plain() {
+        // Back to what the inventory says (plain unless it gives the board a link).
+        link::set_board(spec, &board.name, profile)?;
+        return link::restore_board(spec, board);
+    }
+    link::set_board(spec, &board.name, profile)
+}
+
+/// Cut data center `dc` off (its WAN link down; the control plane's: every WAN link).
+pub fn partition_dc(spec: &VirtualClusterSpec, dc: &str) -> Result<(), VirtError> {
+    spec.validate()?;
+    let _lock = lock::lock(spec)?;
+    link::wan::set_cut(spec, dc, true)
+}
+
+/// Undo [`partition_dc`].
+pub fn heal_dc(spec: &VirtualClusterSpec, dc: &str) -> Result<(), VirtError> {
+    spec.validate()?;
+    let _lock = lock::lock(spec)?;
+    link::wan::set_cut(spec, dc, false)
+}
+
 /// Per board: running, partitioned, init PID, network names.
 pub fn status(spec: &VirtualClusterSpec) -> Result<Vec<VirtualBoardState>, VirtError> {
     spec.validate()?;
@@ -257,6 +296,11 @@ pub fn status(spec: &VirtualClusterSpec) -> Result<Vec<VirtualBoardState>, VirtE
                 init_pid,
                 netns: names::netns_name(&spec.cluster, &board.name),
                 host_veth: names::host_veth_name(&spec.cluster, &board.name),
+                link: link::effective(spec, board),
+                dc: board.dc.clone().map(|dc| {
+                    let cut = link::wan::is_cut(spec, &dc);
+                    (dc, cut)
+                }),
             }
         })
         .collect())
@@ -275,6 +319,11 @@ fn boot(
         &format!("creating network {}/{}", board.address, spec.prefix_len),
     );
     net::create_board_link(spec, board)?;
+    let shaped = link::effective(spec, board);
+    if !shaped.is_plain() {
+        progress(&board.name, &format!("link: {shaped}"));
+        link::restore_board(spec, board)?;
+    }
     progress(&board.name, &format!("sizing: {}", board.size));
     let cgroups = cgroup::create(spec, board)?;
     let pid = board::spawn(spec, board, cgroups)?;

@@ -18,6 +18,26 @@ pub fn host_veth_name(cluster: &str, board: &str) -> String {
     format!("lv{}", short_hash(&["veth", cluster, board]))
 }
 
+/// A shaped board link (`lab link`): the shaper's end of the extra veth pair, and the end
+/// that is the bridge's port in place of the board's own veth.
+pub fn link_veth_names(cluster: &str, board: &str) -> (String, String) {
+    (
+        format!("ls{}", short_hash(&["link-shaper", cluster, board])),
+        format!("lt{}", short_hash(&["link-port", cluster, board])),
+    )
+}
+
+/// A data center's own bridge (every data center but the control plane's).
+pub fn dc_bridge_name(cluster: &str, dc: &str) -> String {
+    format!("lx{}", short_hash(&["dc-bridge", cluster, dc]))
+}
+
+/// The WAN link between the control plane's bridge and data center `dc`'s: two veth pairs,
+/// (main bridge port, shaper end) and (shaper end, dc bridge port), the shaper between.
+pub fn wan_veth_names(cluster: &str, dc: &str) -> [String; 4] {
+    ["a", "b", "c", "d"].map(|end| format!("lw{end}{}", short_hash(&["wan", end, cluster, dc])))
+}
+
 /// The board's network namespace, as listed by `ip netns list`. `_` cannot occur in cluster
 /// or board names, so the mapping is unambiguous.
 pub fn netns_name(cluster: &str, board: &str) -> String {
@@ -67,7 +87,13 @@ mod tests {
             bridge_name(&long),
             host_veth_name(&long, &long),
             BOARD_IFACE.to_owned(),
-        ] {
+            link_veth_names(&long, &long).0,
+            link_veth_names(&long, &long).1,
+            dc_bridge_name(&long, &long),
+        ]
+        .into_iter()
+        .chain(wan_veth_names(&long, &long))
+        {
             assert!(name.len() <= 15, "{name}");
             assert!(name.bytes().all(|b| b.is_ascii_alphanumeric()), "{name}");
         }

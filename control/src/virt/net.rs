@@ -77,6 +77,21 @@ pub(crate) fn ensure_bridge(spec: &VirtualClusterSpec) -> Result<(), VirtError> 
     Ok(())
 }
 
+/// The bridge `board` plugs into: its data center's, or the cluster's.
+pub(crate) fn board_bridge(spec: &VirtualClusterSpec, board: &str) -> String {
+    let dc = spec
+        .boards
+        .iter()
+        .find(|b| b.name == board)
+        .and_then(|b| b.dc.as_deref());
+    match dc {
+        Some(dc) if spec.remote_dcs().contains(&dc) => {
+            super::names::dc_bridge_name(&spec.cluster, dc)
+        }
+        _ => bridge_name(&spec.cluster),
+    }
+}
+
 /// Delete the cluster bridge if present.
 pub(crate) fn remove_bridge(spec: &VirtualClusterSpec) -> Result<(), VirtError> {
     let bridge = bridge_name(&spec.cluster);
@@ -102,7 +117,7 @@ pub(crate) fn create_board_link(
     let target = Target::board(&spec.cluster, &board.name);
     let ns = netns_name(&spec.cluster, &board.name);
     let veth = host_veth_name(&spec.cluster, &board.name);
-    let bridge = bridge_name(&spec.cluster);
+    let bridge = board_bridge(spec, &board.name);
     let address = format!("{}/{}", board.address, spec.prefix_len);
     let gateway = spec.gateway().to_string();
     let mac = board_mac(&spec.cluster, &board.name);
@@ -146,6 +161,7 @@ pub(crate) fn create_board_link(
 /// Delete the board's veth pair and network namespace, whichever exist.
 pub(crate) fn remove_board_link(spec: &VirtualClusterSpec, board: &str) -> Result<(), VirtError> {
     let target = Target::board(&spec.cluster, board);
+    super::link::unplumb_board(spec, board)?;
     let veth = host_veth_name(&spec.cluster, board);
     if link_exists(&veth) {
         // Deleting one end deletes the pair, even if the namespace lingers.

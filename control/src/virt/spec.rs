@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use super::cidr::Ipv4Net;
 use super::error::{Target, VirtError};
+use super::link::LinkProfile;
 use crate::inventory::{BoardSize, VirtualInit};
+use std::time::Duration;
 
 /// Longest cluster or board name accepted (a hostname label is at most 63 bytes).
 pub const MAX_NAME_LEN: usize = 63;
@@ -34,6 +36,8 @@ pub struct VirtualClusterSpec {
     /// The `lab` binary whose hidden `board-init` subcommand becomes each board's PID 1
     /// (`std::env::current_exe()` in the CLI, `env!("CARGO_BIN_EXE_lab")` in tests).
     pub lab_binary: PathBuf,
+    /// A round trip between two data centers is this much slower than within one.
+    pub wan_delay: Duration,
 }
 
 /// One virtual board.
@@ -53,6 +57,11 @@ pub struct VirtualBoardSpec {
     pub init: VirtualInit,
     /// A login user other than root, created with passwordless sudo (systemd boards only).
     pub login_user: Option<String>,
+    /// What its link does to frames (the inventory's `link`, or its model's); `lab link`
+    /// overrides it until `--clear`.
+    pub link: LinkProfile,
+    /// Its data center, if the cluster has several.
+    pub dc: Option<String>,
 }
 
 /// Sub-directories of a board's disk, and the board path each is bind-mounted over.
@@ -147,6 +156,23 @@ impl VirtualClusterSpec {
         Ipv4Addr::from(u32::from(self.subnet).wrapping_add(1))
     }
 
+    /// The data centers, in the order their first board appears (empty: just one).
+    pub fn dcs(&self) -> Vec<&str> {
+        let mut dcs: Vec<&str> = Vec::new();
+        for dc in self.boards.iter().filter_map(|b| b.dc.as_deref()) {
+            if !dcs.contains(&dc) {
+                dcs.push(dc);
+            }
+        }
+        dcs
+    }
+
+    /// The data centers other than the control plane's (the first board's), which get their
+    /// own bridge and a WAN link.
+    pub fn remote_dcs(&self) -> Vec<&str> {
+        self.dcs().into_iter().skip(1).collect()
+    }
+
     /// The board called `name`.
     pub fn board(&self, name: &str) -> Result<&VirtualBoardSpec, VirtError> {
         self.boards
@@ -203,6 +229,24 @@ impl VirtualClusterSpec {
         if self.boards.is_empty() {
             return Some("the cluster has no boards".to_owned());
         }
+        let with_dc = self.boards.iter().filter(|b| b.dc.is_some()).count();
+        if with_dc != 0 && with_dc != self.boards.len() {
+            let missing: Vec<&str> = self
+                .boards
+                .iter()
+                .filter(|b| b.dc.is_none())
+                .map(|b| b.name.as_str())
+                .collect();
+            return Some(format!(
+                "some boards have a data center (dc) and {} do not: give every board one",
+                missing.join(", ")
+            ));
+        }
+        for dc in self.dcs() {
+            if let Some(p) = name_problem("data center", dc) {
+                return Some(p);
+            }
+        }
         let mut names = HashSet::new();
         let mut addresses = HashSet::new();
         for board in &self.boards {
@@ -239,6 +283,9 @@ impl VirtualClusterSpec {
             }
             if let Some(p) = self.systemd_problem(board) {
                 return Some(format!("board `{}`: {p}", board.name));
+            }
+            if let Some(p) = board.link.problem() {
+                return Some(format!("board `{}`: link: {p}", board.name));
             }
             let size = board.size;
             if !(BoardSize::MIN_MILLICPUS..=BoardSize::MAX_MILLICPUS).contains(&size.millicpus)
@@ -327,6 +374,8 @@ mod tests {
                     size: BoardSize::VIRTUAL_DEFAULT,
                     init: VirtualInit::Lab,
                     login_user: None,
+                    link: LinkProfile::default(),
+                    dc: None,
                 },
                 VirtualBoardSpec {
                     name: "pi-2".into(),
@@ -335,10 +384,13 @@ mod tests {
                     size: BoardSize::VIRTUAL_DEFAULT,
                     init: VirtualInit::Lab,
                     login_user: None,
+                    link: LinkProfile::default(),
+                    dc: None,
                 },
             ],
             authorized_key: "ssh-ed25519 AAAAC3Nza lab@host".into(),
             lab_binary: "/usr/local/bin/lab".into(),
+            wan_delay: Duration::ZERO,
         }
     }
 
