@@ -30,6 +30,7 @@ pub mod apply;
 pub mod bootstrap;
 pub mod cli;
 pub mod cluster;
+pub mod exercise;
 pub mod failover;
 pub mod flash;
 pub mod host_setup;

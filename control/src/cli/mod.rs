@@ -6,6 +6,7 @@ mod bootstrap;
 mod cdn;
 mod down;
 mod events;
+mod exercise;
 mod flash;
 mod forget;
 mod image;
@@ -88,6 +89,9 @@ pub enum Command {
     /// Virtual board: give its link a delay, jitter, loss or rate (`--delay 30ms --jitter
     /// 5ms --loss 1% --rate 100mbit`), or `--clear` it; `lab status` shows it.
     Link(link::LinkArgs),
+    /// Classroom exercises, from one server to a scaled-out system: `list`, `start N`
+    /// (the starting cluster and what to do), `check N` (measured; exit code 0 or 1).
+    Exercise(exercise::ExerciseArgs),
     /// Run the control plane in the foreground: follow every agent's sample stream, keep an
     /// hour of history, notice silent boards, serve the dashboard, the HTTP API and
     /// Prometheus text on --listen (`lab up` starts it in the background).
@@ -171,6 +175,7 @@ pub fn main() -> ExitCode {
             }
             Command::Heal(a) => board::run_network(board::Verb::Heal, a).await,
             Command::Link(a) => link::run(a).await,
+            Command::Exercise(a) => exercise::run(a).await,
             Command::Serve(a) => serve::run(a).await,
             Command::Load(a) => load::run(a).await,
             Command::Events(a) => events::run(a).await,

@@ -1,0 +1,294 @@
+//! `lab exercise list|start|check`: the classroom exercises (see [`crate::exercise`]), run
+//! through the same commands a student types: `start` writes the student's copy of the
+//! starting inventory and runs `lab up` on it, `check` runs `lab load` and judges its
+//! summary. Exit code 0 when every bound is met, 1 otherwise, so a teacher can grade a class
+//! with a script.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+
+use crate::exercise::{self, expect, Exercise};
+
+#[derive(Debug, Args)]
+pub struct ExerciseArgs {
+    #[command(subcommand)]
+    pub command: ExerciseCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExerciseCommand {
+    /// The exercises in order, each with its goal and board count.
+    List {
+        /// Language of the texts (en, ja, ko); default from LANG, else English.
+        #[arg(long)]
+        lang: Option<String>,
+    },
+    /// Bring a cluster to exercise N's starting point (your copy of its inventory in
+    /// ./exercise-N.toml, then `lab up`) and say what to do, what to watch and what to answer.
+    Start(StartArgs),
+    /// Measure exercise N's outcome with `lab load` and say what is missing, with the figures.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// The exercise's number (`lab exercise list`).
+    pub number: u32,
+    /// Where your copy of the starting inventory goes. Default: ./exercise-N.toml.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The cluster's name (several students or exercises on one machine each need their own).
+    /// Default: exN.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Move the cluster to this subnet (e.g. 10.90.7.0/24); each board keeps its host part.
+    #[arg(long)]
+    pub subnet: Option<String>,
+    /// Overwrite a copy you already changed (back to the starting point).
+    #[arg(long)]
+    pub reset: bool,
+    /// Where `lab up` starts the control plane (passed on as its --listen).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Language of the texts (en, ja, ko).
+    #[arg(long)]
+    pub lang: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The exercise's number.
+    pub number: u32,
+    /// Your copy of the inventory. Default: ./exercise-N.toml.
+    #[arg(short, long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// Short load runs (the test suite's profile).
+    #[arg(long)]
+    pub fast: bool,
+    /// Language of the texts (en, ja, ko).
+    #[arg(long)]
+    pub lang: Option<String>,
+}
+
+pub async fn run(args: ExerciseArgs) -> anyhow::Result<ExitCode> {
+    tokio::task::spawn_blocking(move || match args.command {
+        ExerciseCommand::List { lang } => list(lang.as_deref()),
+        ExerciseCommand::Start(a) => start(a),
+        ExerciseCommand::Check(a) => check(a),
+    })
+    .await?
+}
+
+fn find(number: u32) -> anyhow::Result<Exercise> {
+    let dir = exercise::default_dir();
+    let all = exercise::load_all(&dir)?;
+    let have: Vec<String> = all.iter().map(|e| e.number.to_string()).collect();
+    all.into_iter()
+        .find(|e| e.number == number)
+        .with_context(|| {
+            format!(
+                "no exercise {number} in {} (there are: {})",
+                dir.display(),
+                have.join(", ")
+            )
+        })
+}
+
+fn list(lang: Option<&str>) -> anyhow::Result<ExitCode> {
+    let lang = exercise::language(lang);
+    let all = exercise::load_all(&exercise::default_dir())?;
+    for e in &all {
+        let t = e.text(&lang);
+        println!(
+            "{:>2}  {} ({} board{})",
+            e.number,
+            t.title,
+            e.boards,
+            plural(e.boards)
+        );
+        println!("    {}", t.goal);
+    }
+    println!(
+        "\nStart one with `{} exercise start N`; check it with `{} exercise check N`.",
+        super::lab_command(),
+        super::lab_command()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
+    let e = find(args.number)?;
+    let lang = exercise::language(args.lang.as_deref());
+    let out = args
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("exercise-{}.toml", e.number)));
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("ex{}", e.number));
+    let subnet = match &args.subnet {
+        Some(s) => {
+            let net = crate::inventory::parse_subnet(s).map_err(anyhow::Error::msg)?;
+            Some((net.subnet, net.prefix_len))
+        }
+        None => None,
+    };
+    let starting = std::fs::read_to_string(e.inventory_path())
+        .with_context(|| format!("reading {}", e.inventory_path().display()))?;
+    let title = &e.text(&lang).title;
+    let copy = format!(
+        "# Exercise {}: {title}. Your copy of its starting point: change it as the exercise\n\
+         # says, then `lab apply -i {}`. `lab exercise start {} --reset` starts over.\n{}",
+        e.number,
+        out.display(),
+        e.number,
+        exercise::student_inventory(&starting, &name, subnet)?
+    );
+    // The copy must be a valid inventory before anything is written or started.
+    crate::inventory::parse(&out, &copy).map_err(|err| anyhow::anyhow!("{err}"))?;
+    match std::fs::read_to_string(&out) {
+        Ok(existing) if existing == copy => {}
+        Ok(_) if !args.reset => bail!(
+            "{} has your changes; keep going with `lab apply -i {}`, or start over with --reset",
+            out.display(),
+            out.display()
+        ),
+        _ => write_atomically(&out, &copy)?,
+    }
+    println!("exercise {}: {title}", e.number);
+    println!("your inventory: {}", out.display());
+    let mut up = Command::new(std::env::current_exe().context("locating the lab binary")?);
+    up.arg("up").arg("-i").arg(&out);
+    if let Some(listen) = &args.listen {
+        up.args(["--listen", listen]);
+    }
+    let status = up.status().context("running lab up")?;
+    if !status.success() {
+        bail!("lab up -i {} failed ({status}); see above", out.display());
+    }
+    print_texts(&e, &lang, &out);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_texts(e: &Exercise, lang: &str, inventory: &Path) {
+    let t = e.text(lang);
+    let rule = "-".repeat(72);
+    println!("\n{rule}\nExercise {}: {}\n{}\n", e.number, t.title, t.goal);
+    println!("Do:\n{}", t.steps.trim_end());
+    println!("\nWatch: {}", t.watch);
+    println!("\nAnswer: {}", t.question);
+    println!(
+        "\nWhen you are done: {} exercise check {} -i {}\n{rule}",
+        super::lab_command(),
+        e.number,
+        inventory.display()
+    );
+}
+
+fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let e = find(args.number)?;
+    let lang = exercise::language(args.lang.as_deref());
+    let inventory = args
+        .inventory
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("exercise-{}.toml", e.number)));
+    if !inventory.is_file() {
+        bail!(
+            "{} does not exist: run `lab exercise start {}` first (or pass -i FILE)",
+            inventory.display(),
+            e.number
+        );
+    }
+    println!("exercise {}: {}", e.number, e.text(&lang).title);
+    let mut missed = 0usize;
+    let mut judged = 0usize;
+    for (i, c) in e.checks.iter().enumerate() {
+        let seconds = if args.fast { c.fast_seconds } else { c.seconds };
+        println!(
+            "check: {} (lab load {} for {seconds} s)",
+            c.name,
+            c.load.join(" ")
+        );
+        let findings = match measure(&inventory, &c.load, seconds, i) {
+            Ok(run) => expect::judge(&c.expect, &run),
+            Err(err) => vec![expect::Finding {
+                passed: false,
+                text: format!("the load run did not finish: {err:#}"),
+            }],
+        };
+        for f in &findings {
+            println!("  {} {}", if f.passed { "ok  " } else { "MISS" }, f.text);
+            judged += 1;
+            missed += usize::from(!f.passed);
+        }
+    }
+    if missed == 0 {
+        println!(
+            "exercise {}: passed ({judged} of {judged} bounds met)",
+            e.number
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "exercise {}: not yet: {missed} of {judged} bounds missed (see MISS above)",
+            e.number
+        );
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// One `lab load` run against the student's cluster; its summary's figures.
+fn measure(
+    inventory: &Path,
+    load: &[String],
+    seconds: u32,
+    index: usize,
+) -> anyhow::Result<expect::RunFigures> {
+    let out = std::env::temp_dir().join(format!(
+        "lab-exercise-{}-{index}-{}",
+        std::process::id(),
+        crate::metrics::events::now_ms()
+    ));
+    let result = (|| {
+        let output = Command::new(std::env::current_exe().context("locating the lab binary")?)
+            .arg("load")
+            .arg("-i")
+            .arg(inventory)
+            .args(load)
+            .args(["--duration", &format!("{seconds}s"), "--json", "--out"])
+            .arg(&out)
+            .stdin(Stdio::null())
+            .output()
+            .context("running lab load")?;
+        let summary = out.join("summary.json");
+        let text = std::fs::read_to_string(&summary).map_err(|_| {
+            anyhow::anyhow!(
+                "lab load wrote no summary ({}): {}",
+                output.status,
+                crate::report::last_lines(&String::from_utf8_lossy(&output.stderr), 6)
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("reading {}", summary.display()))
+    })();
+    let _ = std::fs::remove_dir_all(&out);
+    result
+}
+
+fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("writing {}", path.display()))
+}

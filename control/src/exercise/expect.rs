@@ -1,0 +1,294 @@
+//! What a check's `lab load` run must show ([`Expect`]), judged against the run's
+//! `summary.json` ([`RunFigures`]): pure, so every verdict and its wording is tested without
+//! a cluster. Each finding says what was seen, with the figure, and what was wanted.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// Bounds on one run's figures; each one given is checked.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Share of requests answered 2xx, at least.
+    pub ok_ratio_min: Option<f64>,
+    /// Boards that answered (`X-Served-By`), at least.
+    pub served_by_count_min: Option<usize>,
+    /// Share of the answers the busiest board gave, at most (the load is shared).
+    pub served_by_share_max: Option<f64>,
+    /// Cache hit ratio (`X-Cache`), at least.
+    pub cache_hit_ratio_min: Option<f64>,
+    /// Share of answers that reached the database (`X-DB`), at most.
+    pub db_share_max: Option<f64>,
+    /// p99 latency in milliseconds, at most.
+    pub p99_ms_max: Option<f64>,
+}
+
+impl Expect {
+    /// Why the bounds cannot be met by any run, if so.
+    pub fn problem(&self) -> Option<String> {
+        for (name, value) in [
+            ("ok_ratio_min", self.ok_ratio_min),
+            ("served_by_share_max", self.served_by_share_max),
+            ("cache_hit_ratio_min", self.cache_hit_ratio_min),
+            ("db_share_max", self.db_share_max),
+        ] {
+            if value.is_some_and(|v| !(0.0..=1.0).contains(&v)) {
+                return Some(format!("{name} is a share, between 0 and 1"));
+            }
+        }
+        if self.p99_ms_max.is_some_and(|v| v <= 0.0) {
+            return Some("p99_ms_max must be above 0".to_owned());
+        }
+        None
+    }
+}
+
+/// The figures of a `lab load` summary.json that checks look at.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RunFigures {
+    pub sent: u64,
+    pub ok: u64,
+    #[serde(default)]
+    pub served_by: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub cache: CacheFigures,
+    #[serde(default)]
+    pub db: DbFigures,
+    #[serde(default)]
+    pub latency_ms: LatencyFigures,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CacheFigures {
+    pub hits: u64,
+    pub misses: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DbFigures {
+    pub primary: u64,
+    pub replica: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct LatencyFigures {
+    pub p99: f64,
+}
+
+/// One bound, judged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub passed: bool,
+    /// What was seen and what was wanted, in words.
+    pub text: String,
+}
+
+fn percent(v: f64) -> String {
+    format!("{:.1} %", v * 100.0)
+}
+
+/// Judge `run` against `expect`: one finding per bound given.
+pub fn judge(expect: &Expect, run: &RunFigures) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let mut add = |passed: bool, text: String| findings.push(Finding { passed, text });
+    let answered: u64 = run.served_by.values().sum();
+    if let Some(min) = expect.ok_ratio_min {
+        let ratio = if run.sent == 0 {
+            0.0
+        } else {
+            run.ok as f64 / run.sent as f64
+        };
+        add(
+            ratio >= min,
+            format!(
+                "{} of {} requests answered OK ({}; wanted at least {})",
+                run.ok,
+                run.sent,
+                percent(ratio),
+                percent(min)
+            ),
+        );
+    }
+    let by_board = || {
+        run.served_by
+            .iter()
+            .map(|(b, n)| format!("{b} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(min) = expect.served_by_count_min {
+        let boards = run.served_by.len();
+        add(
+            boards >= min,
+            format!(
+                "{boards} board(s) answered ({}; wanted at least {min})",
+                if boards == 0 {
+                    "none".to_owned()
+                } else {
+                    by_board()
+                }
+            ),
+        );
+    }
+    if let Some(max) = expect.served_by_share_max {
+        let busiest = run
+            .served_by
+            .iter()
+            .max_by_key(|(_, n)| **n)
+            .map(|(b, n)| (b.clone(), *n as f64 / answered.max(1) as f64));
+        match busiest {
+            Some((board, share)) => add(
+                share <= max,
+                format!(
+                    "the busiest board, {board}, answered {} of the requests (wanted at most {}; {})",
+                    percent(share),
+                    percent(max),
+                    by_board()
+                ),
+            ),
+            None => add(false, "no board answered".to_owned()),
+        }
+    }
+    if let Some(min) = expect.cache_hit_ratio_min {
+        let lookups = run.cache.hits + run.cache.misses;
+        let ratio = if lookups == 0 {
+            0.0
+        } else {
+            run.cache.hits as f64 / lookups as f64
+        };
+        add(
+            ratio >= min,
+            if lookups == 0 {
+                format!(
+                    "no answer came through a cache (wanted a hit ratio of at least {})",
+                    percent(min)
+                )
+            } else {
+                format!(
+                    "cache hit ratio {} ({} hits, {} misses; wanted at least {})",
+                    percent(ratio),
+                    run.cache.hits,
+                    run.cache.misses,
+                    percent(min)
+                )
+            },
+        );
+    }
+    if let Some(max) = expect.db_share_max {
+        let reached = run.db.primary + run.db.replica;
+        let share = reached as f64 / answered.max(1) as f64;
+        add(
+            share <= max,
+            format!(
+                "{} of the answers reached the database ({reached} of {answered}; wanted at most {})",
+                percent(share),
+                percent(max)
+            ),
+        );
+    }
+    if let Some(max) = expect.p99_ms_max {
+        add(
+            run.latency_ms.p99 <= max && run.ok > 0,
+            format!(
+                "p99 {:.1} ms (wanted at most {max:.1} ms)",
+                run.latency_ms.p99
+            ),
+        );
+    }
+    findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(served: &[(&str, u64)], hits: u64, misses: u64, db: u64) -> RunFigures {
+        let answered: u64 = served.iter().map(|(_, n)| n).sum();
+        RunFigures {
+            sent: answered,
+            ok: answered,
+            served_by: served.iter().map(|(b, n)| (b.to_string(), *n)).collect(),
+            cache: CacheFigures { hits, misses },
+            db: DbFigures {
+                primary: db,
+                replica: 0,
+            },
+            latency_ms: LatencyFigures { p99: 12.0 },
+        }
+    }
+
+    #[test]
+    fn two_apps_sharing_pass_one_app_alone_fails() {
+        let expect = Expect {
+            served_by_count_min: Some(2),
+            served_by_share_max: Some(0.7),
+            ..Expect::default()
+        };
+        let shared = judge(&expect, &run(&[("app-1", 52), ("app-2", 48)], 0, 0, 100));
+        assert!(shared.iter().all(|f| f.passed), "{shared:?}");
+        let alone = judge(&expect, &run(&[("app-1", 100)], 0, 0, 100));
+        assert!(alone.iter().all(|f| !f.passed), "{alone:?}");
+        assert_eq!(
+            alone[0].text,
+            "1 board(s) answered (app-1 100; wanted at least 2)"
+        );
+        assert!(
+            alone[1].text.contains("app-1, answered 100.0 %"),
+            "{}",
+            alone[1].text
+        );
+    }
+
+    #[test]
+    fn a_cache_that_is_missing_says_so() {
+        let expect = Expect {
+            cache_hit_ratio_min: Some(0.6),
+            db_share_max: Some(0.5),
+            ..Expect::default()
+        };
+        let cached = judge(&expect, &run(&[("app-1", 100)], 80, 20, 20));
+        assert!(cached.iter().all(|f| f.passed), "{cached:?}");
+        let uncached = judge(&expect, &run(&[("app-1", 100)], 0, 0, 100));
+        assert!(
+            !uncached[0].passed
+                && uncached[0]
+                    .text
+                    .starts_with("no answer came through a cache")
+        );
+        assert!(!uncached[1].passed && uncached[1].text.contains("100.0 % of the answers reached"));
+    }
+
+    #[test]
+    fn nothing_answered_fails_every_bound() {
+        let expect = Expect {
+            ok_ratio_min: Some(0.99),
+            served_by_count_min: Some(1),
+            served_by_share_max: Some(1.0),
+            p99_ms_max: Some(100.0),
+            ..Expect::default()
+        };
+        let dead = RunFigures {
+            sent: 40,
+            ..RunFigures::default()
+        };
+        let findings = judge(&expect, &dead);
+        assert_eq!(findings.len(), 4);
+        assert!(findings.iter().all(|f| !f.passed), "{findings:?}");
+        assert_eq!(
+            findings[0].text,
+            "0 of 40 requests answered OK (0.0 %; wanted at least 99.0 %)"
+        );
+    }
+
+    #[test]
+    fn impossible_bounds_are_refused() {
+        let bad = Expect {
+            served_by_share_max: Some(1.5),
+            ..Expect::default()
+        };
+        assert!(bad
+            .problem()
+            .is_some_and(|p| p.contains("served_by_share_max")));
+    }
+}

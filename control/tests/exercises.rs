@@ -1,0 +1,192 @@
+//! The classroom exercises run as a student runs them, on the virtual cluster, in the fast
+//! profile: `lab exercise start N` brings up the starting cluster, `lab exercise check N`
+//! measures. Each check is also seen failing, with its reason, when the outcome is missing:
+//! the starting point before the student's change, or a board killed.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{describe, require_root, unique, LAB};
+
+/// A student's working directory with one exercise started in it; `lab down --purge` on drop.
+struct Student {
+    dir: tempfile::TempDir,
+    inventory: PathBuf,
+}
+
+impl Student {
+    fn start(number: u32) -> Self {
+        require_root();
+        let (name, a, b) = unique(&format!("ex{number}"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inventory = dir.path().join(format!("exercise-{number}.toml"));
+        let student = Student { dir, inventory };
+        let out = student.lab(&[
+            "exercise",
+            "start",
+            &number.to_string(),
+            "-o",
+            &student.inventory.display().to_string(),
+            "--name",
+            &name,
+            "--subnet",
+            &format!("10.{a}.{b}.0/24"),
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        assert!(
+            out.status.success(),
+            "exercise start {number}:\n{}",
+            describe(&out)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Do:") && text.contains("Answer:"), "{text}");
+        student
+    }
+
+    fn lab(&self, args: &[&str]) -> Output {
+        Command::new(LAB)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .expect("run lab")
+    }
+
+    fn check(&self, number: u32) -> (bool, String) {
+        let out = self.lab(&[
+            "exercise",
+            "check",
+            &number.to_string(),
+            "--fast",
+            "-i",
+            &self.inventory.display().to_string(),
+        ]);
+        (out.status.success(), describe(&out))
+    }
+
+    /// Give `board` `roles` in the student's copy, as the exercise tells them to.
+    fn give_roles(&self, board: &str, roles: &str) {
+        let text = std::fs::read_to_string(&self.inventory).expect("read the copy");
+        let at = text
+            .find(&format!("name = \"{board}\""))
+            .unwrap_or_else(|| panic!("no {board} in\n{text}"));
+        let roles_at = at + text[at..].find("roles = []").expect("an empty roles line");
+        let changed = format!(
+            "{}roles = {roles}{}",
+            &text[..roles_at],
+            &text[roles_at + "roles = []".len()..]
+        );
+        std::fs::write(&self.inventory, changed).expect("write the copy");
+        let out = self.lab(&["apply", "-i", &self.inventory.display().to_string()]);
+        assert!(out.status.success(), "lab apply:\n{}", describe(&out));
+    }
+
+    fn path(&self) -> &Path {
+        &self.inventory
+    }
+}
+
+impl Drop for Student {
+    fn drop(&mut self) {
+        let out = self.lab(&[
+            "down",
+            "--purge",
+            "-i",
+            &self.inventory.display().to_string(),
+        ]);
+        if !out.status.success() {
+            eprintln!("cleanup: lab down --purge failed:\n{}", describe(&out));
+        }
+    }
+}
+
+#[test]
+fn exercise_1_one_server_and_a_pulled_plug() {
+    let student = Student::start(1);
+    let (passed, text) = student.check(1);
+    assert!(passed, "{text}");
+    assert!(text.contains("exercise 1: passed"), "{text}");
+    // Broken on purpose: the one server is gone; the check fails and says why.
+    let out = student.lab(&[
+        "kill",
+        "server-1",
+        "-i",
+        &student.path().display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let (passed, text) = student.check(1);
+    assert!(!passed, "passed with its only board dead:\n{text}");
+    // Nothing answers: the run cannot even sign its users up, and says where it stopped.
+    assert!(text.contains("MISS the load run did not finish"), "{text}");
+    assert!(text.contains("connect to"), "{text}");
+    assert!(text.contains("not yet"), "{text}");
+}
+
+#[test]
+fn exercise_3_a_second_app_board_shares_the_load() {
+    let student = Student::start(3);
+    // The starting point: one app board does everything.
+    let (passed, text) = student.check(3);
+    assert!(!passed, "passed before app-2 had a role:\n{text}");
+    assert!(text.contains("MISS 1 board(s) answered (app-1"), "{text}");
+    // A changed copy is kept: start again refuses to throw the student's work away.
+    student.give_roles("app-2", "[\"app\"]");
+    let again = student.lab(&[
+        "exercise",
+        "start",
+        "3",
+        "-o",
+        &student.path().display().to_string(),
+    ]);
+    assert!(!again.status.success(), "{}", describe(&again));
+    assert!(
+        describe(&again).contains("has your changes"),
+        "{}",
+        describe(&again)
+    );
+    let (passed, text) = student.check(3);
+    assert!(passed, "{text}");
+    assert!(text.contains("app-1") && text.contains("app-2"), "{text}");
+}
+
+#[test]
+fn exercise_5_the_cache_takes_reads_off_the_database() {
+    let student = Student::start(5);
+    let (passed, text) = student.check(5);
+    assert!(!passed, "passed without a cache board:\n{text}");
+    assert!(text.contains("MISS cache hit ratio 0.0 %"), "{text}");
+    assert!(
+        text.contains("MISS 100.0 % of the answers reached the database"),
+        "{text}"
+    );
+    student.give_roles("cache-1", "[\"cache\"]");
+    let (passed, text) = student.check(5);
+    assert!(passed, "{text}");
+}
+
+#[test]
+fn list_shows_every_exercise_in_order_and_in_japanese() {
+    let out = Command::new(LAB)
+        .args(["exercise", "list", "--lang", "ja"])
+        .output()
+        .expect("run lab");
+    let text = describe(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("サーバー1台"), "{text}");
+    let one = text.find(" 1  ").expect("exercise 1");
+    let three = text.find(" 3  ").expect("exercise 3");
+    assert!(one < three, "{text}");
+    let missing = Command::new(LAB)
+        .args(["exercise", "check", "42"])
+        .output()
+        .expect("run lab");
+    assert!(!missing.status.success());
+    assert!(
+        describe(&missing).contains("no exercise 42"),
+        "{}",
+        describe(&missing)
+    );
+}
