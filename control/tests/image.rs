@@ -780,3 +780,189 @@ fn the_host_key_in_the_image_is_pinned_and_a_real_handshake_verifies_it() {
     let err = refused.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("HOST KEY CHANGED"), "{err}");
 }
+
+/// A throwaway copy of this machine's `/etc` (and an empty `/home` and `/var/log`) that
+/// `firstrun.sh` runs against, in a mount namespace of its own: the script really runs, as
+/// root, and this machine is untouched. Removed on drop.
+struct FirstrunSandbox {
+    dir: tempfile::TempDir,
+}
+
+impl FirstrunSandbox {
+    /// Runs the `firstrun.sh` of `image` (with its `userconf.txt` and `cmdline.txt` beside
+    /// it, as on the boot partition); `network_manager` gives the copy NetworkManager's
+    /// connection directory (Bookworm) or takes it away (Bullseye: dhcpcd).
+    fn run(image: &Path, network_manager: bool) -> FirstrunSandbox {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sandbox = FirstrunSandbox { dir };
+        let copy = Command::new("cp")
+            .args(["-a", "/etc"])
+            .arg(sandbox.path("etc"))
+            .output()
+            .expect("run cp");
+        assert!(copy.status.success(), "{}", describe(&copy));
+        let connections = sandbox.path("etc/NetworkManager/system-connections");
+        let _ = std::fs::remove_dir_all(&connections);
+        if network_manager {
+            std::fs::create_dir_all(&connections).expect("NetworkManager dir");
+        }
+        for dir in ["home", "varlog", "boot"] {
+            std::fs::create_dir(sandbox.path(dir)).expect("sandbox dir");
+        }
+        for name in ["firstrun.sh", "userconf.txt", "cmdline.txt"] {
+            std::fs::write(sandbox.path("boot").join(name), mtype(image, name)).expect("boot file");
+        }
+        let run = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "bash", "-c"])
+            .arg(
+                "set -e; mount --bind \"$SB/etc\" /etc; mount --bind \"$SB/home\" /home; \
+                 mount --bind \"$SB/varlog\" /var/log; exec bash \"$SB/boot/firstrun.sh\"",
+            )
+            .env("SB", sandbox.dir.path())
+            .output()
+            .expect("run unshare");
+        assert!(
+            run.status.success(),
+            "firstrun.sh failed: {}",
+            describe(&run)
+        );
+        sandbox
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+
+    fn mode(&self, rel: &str) -> u32 {
+        let meta = std::fs::symlink_metadata(self.path(rel)).expect("metadata");
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777
+    }
+}
+
+#[test]
+fn firstrun_sh_really_configures_a_system_and_removes_its_hook() {
+    let fx = Fixture::new("");
+    let psk = fx.path("wifi.psk");
+    std::fs::write(&psk, "password\n").expect("psk");
+    let args = [
+        "--gateway",
+        "192.168.1.1",
+        "--timezone",
+        "Europe/Berlin",
+        "--wifi-ssid",
+        "IEEE",
+        "--wifi-psk-file",
+        s(&psk),
+    ];
+    let base = fx.path("bullseye.img");
+    raspios_base(&base, BULLSEYE_CMDLINE);
+    let image = fx.path("pi-3.img");
+    fx.prepare_ok(&base, &image, &args);
+    let userconf = mtype(&image, "userconf.txt");
+    let ran = FirstrunSandbox::run(&image, false);
+
+    assert_eq!(ran.read("etc/hostname"), "pi-3\n");
+    assert!(ran.read("etc/hosts").contains("127.0.1.1\tpi-3"));
+    let passwd = ran.read("etc/passwd");
+    assert!(
+        passwd
+            .lines()
+            .any(|l| l.starts_with("pi:") && l.contains(":/home/pi:")),
+        "{passwd}"
+    );
+    let hash = userconf.trim_end().strip_prefix("pi:").expect("userconf");
+    let shadow = ran.read("etc/shadow");
+    assert!(
+        shadow.contains(&format!("pi:{hash}:")),
+        "the throwaway password's hash is set"
+    );
+    assert_eq!(
+        ran.read("home/pi/.ssh/authorized_keys"),
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIlab test@lab\n"
+    );
+    assert_eq!(ran.mode("home/pi/.ssh"), 0o700);
+    assert_eq!(ran.mode("home/pi/.ssh/authorized_keys"), 0o600);
+    assert_eq!(
+        ran.read("etc/sudoers.d/010_lab-nopasswd"),
+        "pi ALL=(ALL) NOPASSWD: ALL\n"
+    );
+    assert_eq!(ran.mode("etc/sudoers.d/010_lab-nopasswd"), 0o440);
+
+    // The pinned host key is the only one.
+    let key_file = fx.state().join("image/host-keys/pi-3/ssh_host_ed25519_key");
+    let mut host_keys: Vec<String> = std::fs::read_dir(ran.path("etc/ssh"))
+        .expect("etc/ssh")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("ssh_host_"))
+        .collect();
+    host_keys.sort();
+    assert_eq!(
+        host_keys,
+        ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"]
+    );
+    assert_eq!(
+        ran.read("etc/ssh/ssh_host_ed25519_key"),
+        std::fs::read_to_string(&key_file).expect("key")
+    );
+    assert_eq!(ran.mode("etc/ssh/ssh_host_ed25519_key"), 0o600);
+    assert_eq!(
+        ran.read("etc/ssh/ssh_host_ed25519_key.pub"),
+        std::fs::read_to_string(key_file.with_extension("pub")).expect("pub")
+    );
+
+    // dhcpcd and wpa_supplicant (no NetworkManager), the time zone.
+    let dhcpcd = ran.read("etc/dhcpcd.conf");
+    assert!(
+        dhcpcd.contains(
+            "interface eth0\nstatic ip_address=192.168.1.13/24\nstatic routers=192.168.1.1\n"
+        ),
+        "{dhcpcd}"
+    );
+    let wpa = ran.read("etc/wpa_supplicant/wpa_supplicant.conf");
+    assert!(
+        wpa.contains("ssid=\"IEEE\"\n    psk=f42c6fc52df0ebef9ebb4b90b38a5f902e83fe1b135a70e23aed762e9710a12e\n"),
+        "{wpa}"
+    );
+    assert_eq!(ran.mode("etc/wpa_supplicant/wpa_supplicant.conf"), 0o600);
+    assert_eq!(ran.read("etc/timezone"), "Europe/Berlin\n");
+    assert_eq!(
+        std::fs::read_link(ran.path("etc/localtime")).expect("localtime"),
+        Path::new("/usr/share/zoneinfo/Europe/Berlin")
+    );
+
+    // It ran once: the hook, the script and userconf.txt are gone; cmdline.txt is the base's.
+    assert_eq!(ran.read("boot/cmdline.txt"), BULLSEYE_CMDLINE);
+    assert!(!ran.path("boot/firstrun.sh").exists());
+    assert!(!ran.path("boot/userconf.txt").exists());
+
+    // Bookworm: NetworkManager keyfiles instead.
+    let base = fx.path("bookworm.img");
+    raspios_base(&base, BOOKWORM_CMDLINE);
+    let image = fx.path("pi-3-bookworm.img");
+    fx.prepare_ok(&base, &image, &args);
+    let ran = FirstrunSandbox::run(&image, true);
+    let eth0 = ran.read("etc/NetworkManager/system-connections/lab-eth0.nmconnection");
+    assert!(
+        eth0.contains(
+            "[ipv4]\nmethod=manual\naddress1=192.168.1.13/24,192.168.1.1\ndns=192.168.1.1;\n"
+        ),
+        "{eth0}"
+    );
+    let wifi = ran.read("etc/NetworkManager/system-connections/lab-wifi.nmconnection");
+    assert!(
+        wifi.contains("ssid=IEEE\n")
+            && wifi
+                .contains("psk=f42c6fc52df0ebef9ebb4b90b38a5f902e83fe1b135a70e23aed762e9710a12e\n"),
+        "{wifi}"
+    );
+    assert_eq!(
+        ran.mode("etc/NetworkManager/system-connections/lab-wifi.nmconnection"),
+        0o600
+    );
+    assert_eq!(ran.read("boot/cmdline.txt"), BOOKWORM_CMDLINE);
+}

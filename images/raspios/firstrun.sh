@@ -46,6 +46,7 @@ setup_user() {
     usermod --password "$hash" "$LOGIN_USER"
     rm -f "$BOOT_DIR/userconf.txt"
     systemctl disable userconfig.service 2>/dev/null || true
+    install -d -m 755 /etc/sudoers.d
     printf '%s ALL=(ALL) NOPASSWD: ALL\n' "$LOGIN_USER" >/etc/sudoers.d/010_lab-nopasswd
     chmod 0440 /etc/sudoers.d/010_lab-nopasswd
 }
@@ -82,7 +83,7 @@ configure_network() {
     if [ -n "$WIFI_SSID" ]; then
         rfkill unblock wifi 2>/dev/null || true
         for state in /var/lib/systemd/rfkill/*:wlan; do
-            [ -e "$state" ] && echo 0 >"$state"
+            if [ -e "$state" ]; then echo 0 >"$state"; fi
         done
     fi
 }
@@ -144,6 +145,7 @@ static domain_name_servers=$GATEWAY
 DHCPCD
     fi
     if [ -n "$WIFI_SSID" ]; then
+        mkdir -p /etc/wpa_supplicant
         (umask 077 && cat >/etc/wpa_supplicant/wpa_supplicant.conf <<WPA
 ctrl_interface=DIR=/var/run/wpa_supplicant GROUP=netdev
 update_config=1
