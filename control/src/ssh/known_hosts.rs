@@ -2,7 +2,9 @@
 //! `known_hosts` (OpenSSH format, so `ssh -o UserKnownHostsFile=...` can use it too) and its
 //! fingerprint shown; from then on a different key refuses that board, naming both
 //! fingerprints and the command that forgets the old one. The user's `~/.ssh/known_hosts`
-//! (hashed or not) is consulted as well: a mismatch there refuses the board too.
+//! (hashed or not) is consulted as well: a mismatch there refuses the board too. A key can
+//! also be pinned ahead of the first contact ([`HostKeyStore::pin_ahead`]): `lab image
+//! prepare` does so for the host key it puts into a board's image.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
