@@ -16,12 +16,15 @@ use common::describe;
 /// The boot partition: 64 MiB at sector 2048.
 const BOOT_OFFSET: u64 = 2048 * 512;
 const BOOT_SECTORS: u32 = 131_072;
+/// The root partition after it: an 8 MiB ext4 with a few files.
+const ROOT_OFFSET: u64 = BOOT_OFFSET + BOOT_SECTORS as u64 * 512;
+const ROOT_BYTES: u64 = 8 << 20;
 
-/// An image of `boot_files` (name, content) in a fresh FAT32 boot partition, plus a Linux
-/// partition entry after it.
+/// An image of `boot_files` (name, content) in a fresh FAT32 boot partition, plus an ext4
+/// root partition after it.
 fn base_image(path: &Path, boot_files: &[(&str, &str)]) {
     let file = std::fs::File::create(path).expect("image file");
-    file.set_len(BOOT_OFFSET + u64::from(BOOT_SECTORS) * 512 + (8 << 20))
+    file.set_len(ROOT_OFFSET + ROOT_BYTES)
         .expect("size the image");
     let mut mbr = vec![0u8; 512];
     let entry = |mbr: &mut Vec<u8>, i: usize, kind: u8, start: u32, count: u32| {
@@ -61,6 +64,48 @@ fn base_image(path: &Path, boot_files: &[(&str, &str)]) {
             .expect("run mcopy");
         assert!(out.status.success(), "{}", describe(&out));
     }
+    root_partition(path, &dir);
+}
+
+/// An ext4 root partition at ROOT_OFFSET of `image`, made from a small tree under `scratch`.
+fn root_partition(image: &Path, scratch: &Path) {
+    let root = scratch.join("root");
+    std::fs::create_dir_all(root.join("etc")).expect("root dir");
+    std::fs::write(
+        root.join("etc/os-release"),
+        "PRETTY_NAME=\"Raspbian GNU/Linux 11 (bullseye)\"\n",
+    )
+    .expect("os-release");
+    std::fs::write(root.join("etc/fstab"), "proc /proc proc defaults 0 0\n").expect("fstab");
+    let out = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-E"])
+        .arg(format!("offset={ROOT_OFFSET}"))
+        .arg("-d")
+        .arg(&root)
+        .arg(image)
+        .arg(format!("{}k", ROOT_BYTES / 1024))
+        .output()
+        .expect("run mkfs.ext4");
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
+/// e2fsck finds the image's root partition sound.
+fn assert_root_partition_sound(image: &Path) {
+    let lo = Command::new("losetup")
+        .args(["--find", "--show", "--read-only", "--offset"])
+        .arg(ROOT_OFFSET.to_string())
+        .arg("--sizelimit")
+        .arg(ROOT_BYTES.to_string())
+        .arg(image)
+        .output()
+        .expect("run losetup");
+    assert!(lo.status.success(), "{}", describe(&lo));
+    let device = BootLoop(String::from_utf8_lossy(&lo.stdout).trim().to_string());
+    let fsck = Command::new("e2fsck")
+        .args(["-f", "-n", &device.0])
+        .output()
+        .expect("run e2fsck");
+    assert!(fsck.status.success(), "{}", describe(&fsck));
 }
 
 fn mtype(image: &Path, name: &str) -> String {
@@ -94,7 +139,7 @@ fn boot_names(image: &Path) -> Vec<String> {
     names
 }
 
-/// A read-only loop device over the image's boot partition; detached on drop.
+/// A read-only loop device over one of the image's partitions; detached on drop.
 struct BootLoop(String);
 
 impl Drop for BootLoop {
@@ -136,6 +181,7 @@ impl Fixture {
         lab::host_setup::ensure(
             &[
                 lab::host_setup::DOSFSTOOLS,
+                lab::host_setup::E2FSPROGS,
                 lab::host_setup::MTOOLS,
                 lab::host_setup::SSH_KEYGEN,
                 lab::host_setup::XZ_UTILS,
@@ -438,6 +484,15 @@ fn a_raspberry_pi_os_image_gets_firstrun_userconf_ssh_and_the_hook_once() {
         "base untouched"
     );
     assert_boot_partition_sound(&first);
+    assert_root_partition_sound(&first);
+    let (base_bytes, first_bytes) = (
+        std::fs::read(&base).expect("base"),
+        std::fs::read(&first).expect("image"),
+    );
+    assert!(
+        base_bytes[ROOT_OFFSET as usize..] == first_bytes[ROOT_OFFSET as usize..],
+        "the root partition copied as it is"
+    );
 
     // Again, onto a new output: the same layout, the same script; only the throwaway
     // password's hash differs.
@@ -516,11 +571,13 @@ fn an_xz_base_gives_the_same_image_and_a_damaged_one_leaves_nothing() {
         a[..BOOT_OFFSET as usize] == b[..BOOT_OFFSET as usize],
         "same MBR"
     );
+    assert!(a[boot_end..] == b[boot_end..], "same root partition");
     assert!(
-        a[boot_end..] == b[boot_end..],
-        "same bytes after the boot partition"
+        a[boot_end..].iter().any(|&x| x != 0),
+        "the root partition has content"
     );
     assert_boot_partition_sound(&xz_out);
+    assert_root_partition_sound(&xz_out);
 
     // A truncated .xz is refused, and its half-written output removed.
     let whole = std::fs::read(&base_xz).expect("xz");
