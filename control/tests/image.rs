@@ -324,7 +324,7 @@ fn a_cloud_init_image_gets_the_boards_first_boot_files_and_bad_input_changes_not
         "{user_data}"
     );
     assert!(
-        user_data.contains("- ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIlab test@lab"),
+        user_data.contains("      - \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIlab test@lab\"\n"),
         "{user_data}"
     );
     assert!(mtype(&out_img, "meta-data").contains("instance-id: lab-pi-3"));

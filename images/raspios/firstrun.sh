@@ -42,6 +42,8 @@ setup_user() {
         /usr/lib/userconf-pi/userconf "$LOGIN_USER" "$hash"
     elif ! getent passwd "$LOGIN_USER" >/dev/null; then
         useradd --create-home --shell /bin/bash --groups sudo "$LOGIN_USER"
+        # An older image's stock user (pi, password raspberry) can no longer log in.
+        if [ -n "$first" ]; then usermod --lock "$first"; fi
     fi
     usermod --password "$hash" "$LOGIN_USER"
     rm -f "$BOOT_DIR/userconf.txt"

@@ -21,7 +21,7 @@ pub fn files(boot: &FirstBoot) -> BootFiles {
     let fill = |t: &str| {
         t.replace("{{hostname}}", &boot.hostname)
             .replace("{{user}}", &boot.user)
-            .replace("{{ssh_key}}", boot.ssh_key.trim())
+            .replace("{{ssh_key}}", &yaml_quote(boot.ssh_key.trim()))
             .replace("{{timezone}}", &timezone(boot))
             .replace("{{host_key_private}}", &indented(&boot.host_key.private, 4))
             .replace("{{host_key_public}}", boot.host_key.public.trim())
@@ -127,7 +127,7 @@ mod tests {
         let user_data = text(&files, "user-data");
         assert!(user_data.starts_with("#cloud-config\n"));
         assert!(user_data.contains("hostname: pi-3\n"));
-        assert!(user_data.contains("      - ssh-ed25519 AAAAC3 lab@cluster\n"));
+        assert!(user_data.contains("      - \"ssh-ed25519 AAAAC3 lab@cluster\"\n"));
         assert!(user_data.contains(
             "  ed25519_private: |\n    -----BEGIN OPENSSH PRIVATE KEY-----\n    b3Blbg==\n    -----END OPENSSH PRIVATE KEY-----\n  ed25519_public: ssh-ed25519 AAAAhost root@pi-3\n"
         ), "{user_data}");

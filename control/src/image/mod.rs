@@ -158,8 +158,8 @@ pub fn public_key(
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("reading the public key {}", path.display()))?;
     let key = text.trim().to_string();
-    if !key.starts_with("ssh-") && !key.starts_with("ecdsa-") {
-        bail!("{} is not an SSH public key", path.display());
+    if (!key.starts_with("ssh-") && !key.starts_with("ecdsa-")) || key.contains('\n') {
+        bail!("{} is not one SSH public key", path.display());
     }
     Ok(key)
 }
