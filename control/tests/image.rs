@@ -372,7 +372,7 @@ fn a_cloud_init_image_gets_the_boards_first_boot_files_and_bad_input_changes_not
 
     // --all: one image per board of the inventory, in the directory given.
     let mut text = std::fs::read_to_string(&fx.inventory).expect("inventory");
-    text.push_str("[[board]]\nname = \"pi-4\"\naddress = \"192.168.1.14\"\n");
+    text.push_str("[[board]]\nname = \"pi-4\"\naddress = \"192.168.1.14\"\nuser = \"ubuntu\"\n");
     std::fs::write(&fx.inventory, text).expect("inventory");
     let all = fx.path("all");
     let out = fx.prepare(&["--all", "--base", s(&base), "-o", s(&all)]);
@@ -385,6 +385,15 @@ fn a_cloud_init_image_gets_the_boards_first_boot_files_and_bad_input_changes_not
         );
         assert!(mtype(&img, "network-config").contains("dhcp4: true"));
     }
+    let user = |board: &str| mtype(&all.join(format!("{board}.img")), "user-data");
+    assert!(
+        user("pi-3").contains("  - name: pi\n"),
+        "the cluster's ssh_user"
+    );
+    assert!(
+        user("pi-4").contains("  - name: ubuntu\n"),
+        "the board's own user"
+    );
 }
 
 #[test]

@@ -88,7 +88,8 @@ fn prepare(args: PrepareArgs) -> anyhow::Result<ExitCode> {
     let common = common_settings(&inv, &args)?;
     let mut boards = Vec::new();
     for (board, output) in &jobs {
-        boards.push((board, static_address(board, args.gateway)?, output));
+        let own = board_settings(board, &common.default_user, args.gateway)?;
+        boards.push((board, own, output));
     }
     crate::host_setup::ensure(
         &[crate::host_setup::MTOOLS, crate::host_setup::SSH_KEYGEN],
@@ -101,16 +102,16 @@ fn prepare(args: PrepareArgs) -> anyhow::Result<ExitCode> {
     let state = crate::state::StateDir::new(inv.cluster.state_dir.clone());
     let pins = crate::ssh::HostKeyStore::new(state.known_hosts(), None);
     let ssh_config = crate::ssh::target::load_user_ssh_config();
-    for (board, static_address, output) in boards {
+    for (board, own, output) in boards {
         // `lab bootstrap` dials the board where ~/.ssh/config and the inventory say: the
         // pin is for exactly that address and port.
         let target =
             crate::ssh::target::resolve(&inv.cluster, board, &state.ssh_key(), ssh_config.as_ref());
         let boot = |host_key| FirstBoot {
             hostname: board.name.clone(),
-            user: common.user.clone(),
+            user: own.user,
             ssh_key: common.ssh_key.clone(),
-            static_address,
+            static_address: own.static_address,
             timezone: common.timezone.clone(),
             wifi: common.wifi.clone(),
             host_key,
@@ -141,9 +142,10 @@ fn prepare_board(
     Ok(())
 }
 
-/// What every board's image shares: the login user, the key it accepts, time zone, Wi-Fi.
+/// What every board's image shares: the key its user accepts, time zone, Wi-Fi, and the
+/// login user of boards without a `user` of their own.
 struct CommonSettings {
-    user: String,
+    default_user: String,
     ssh_key: String,
     timezone: Option<String>,
     wifi: Option<Wifi>,
@@ -154,12 +156,11 @@ fn common_settings(
     inv: &crate::inventory::Inventory,
     args: &PrepareArgs,
 ) -> anyhow::Result<CommonSettings> {
-    let user = inv
+    let default_user = inv
         .cluster
         .ssh_user
         .clone()
         .unwrap_or_else(|| "pi".to_string());
-    settings::check_user(&user)?;
     let ssh_key = crate::image::public_key(inv, args.authorized_key.as_deref())?;
     if let Some(zone) = &args.timezone {
         settings::check_timezone(zone, Path::new("/usr/share/zoneinfo"))?;
@@ -173,20 +174,44 @@ fn common_settings(
         _ => None,
     };
     Ok(CommonSettings {
-        user,
+        default_user,
         ssh_key,
         timezone: args.timezone.clone(),
         wifi,
     })
 }
 
-/// `board`'s static address with `gateway` (as a /24), or DHCP without one; its name checked
-/// as a host name.
+/// What differs between boards, checked: the login user (the one `lab bootstrap` logs in as)
+/// and the address.
+struct BoardSettings {
+    user: String,
+    static_address: Option<StaticAddress>,
+}
+
+/// `board`'s own settings: its name as a host name, its `user` (else `default_user`), its
+/// static address.
+fn board_settings(
+    board: &crate::inventory::Board,
+    default_user: &str,
+    gateway: Option<std::net::Ipv4Addr>,
+) -> anyhow::Result<BoardSettings> {
+    settings::check_hostname(&board.name)?;
+    let user = board
+        .user
+        .clone()
+        .unwrap_or_else(|| default_user.to_string());
+    settings::check_user(&user).with_context(|| format!("board `{}`", board.name))?;
+    Ok(BoardSettings {
+        user,
+        static_address: static_address(board, gateway)?,
+    })
+}
+
+/// `board`'s static address with `gateway` (as a /24), or DHCP without one.
 fn static_address(
     board: &crate::inventory::Board,
     gateway: Option<std::net::Ipv4Addr>,
 ) -> anyhow::Result<Option<StaticAddress>> {
-    settings::check_hostname(&board.name)?;
     let Some(gateway) = gateway else {
         return Ok(None);
     };
