@@ -221,6 +221,14 @@ pub const CLOUD_INIT: Requirement = Requirement {
     why: "checks the cloud-init user-data lab image prepare writes (`cloud-init schema`)",
 };
 
+/// netplan, which Ubuntu's cloud-init hands a v2 network-config to: the image test renders
+/// the network-config lab image prepare writes with it (into a root of its own).
+pub const NETPLAN: Requirement = Requirement {
+    package: "netplan.io",
+    provides: "/usr/sbin/netplan",
+    why: "renders the network-config lab image prepare writes (lab image prepare's test)",
+};
+
 /// `mkfs.ext4` and `losetup`: the flash test makes a mounted card out of a loop device.
 pub const E2FSPROGS: Requirement = Requirement {
     package: "e2fsprogs",

@@ -291,6 +291,41 @@ fn cloud_init_base(path: &Path) {
     );
 }
 
+/// What netplan (the network renderer cloud-init hands a v2 network-config to on Ubuntu)
+/// makes of `network_config`, run in a root of its own under `root`: every file it wrote,
+/// concatenated. A config netplan refuses fails the test.
+fn netplan_generate(network_config: &str, root: &Path) -> String {
+    lab::host_setup::ensure(&[lab::host_setup::NETPLAN], &mut |l: &str| eprintln!("{l}"))
+        .expect("installing netplan.io");
+    let dir = root.join("etc/netplan");
+    std::fs::create_dir_all(&dir).expect("netplan dir");
+    let wrapped: String = std::iter::once("network:\n".to_string())
+        .chain(network_config.lines().map(|l| format!("  {l}\n")))
+        .collect();
+    let file = dir.join("50-cloud-init.yaml");
+    std::fs::write(&file, wrapped).expect("netplan yaml");
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("mode");
+    let out = Command::new("netplan")
+        .args(["generate", "--root-dir"])
+        .arg(root)
+        .output()
+        .expect("run netplan");
+    assert!(
+        out.status.success(),
+        "netplan refuses it: {}",
+        describe(&out)
+    );
+    let mut rendered = String::new();
+    for sub in ["run/systemd/network", "run/netplan"] {
+        for entry in std::fs::read_dir(root.join(sub)).expect("netplan output") {
+            let path = entry.expect("entry").path();
+            rendered.push_str(&std::fs::read_to_string(&path).expect("rendered file"));
+        }
+    }
+    rendered
+}
+
 /// The one line of `text` that starts with `NAME=`.
 fn shell_setting(text: &str, name: &str) -> String {
     text.lines()
@@ -305,10 +340,21 @@ fn a_cloud_init_image_gets_the_boards_first_boot_files_and_bad_input_changes_not
     let base = fx.path("ubuntu.img");
     cloud_init_base(&base);
     let out_img = fx.path("pi-3.img");
+    let psk = fx.path("wifi.psk");
+    std::fs::write(&psk, "pass\"word\\ 1\n").expect("psk");
     let said = fx.prepare_ok(
         &base,
         &out_img,
-        &["--gateway", "192.168.1.1", "--timezone", "Europe/Berlin"],
+        &[
+            "--gateway",
+            "192.168.1.1",
+            "--timezone",
+            "Europe/Berlin",
+            "--wifi-ssid",
+            "Home 5G",
+            "--wifi-psk-file",
+            s(&psk),
+        ],
     );
     assert!(said.contains("cloud-init image for pi-3"), "{said}");
     assert!(
@@ -332,6 +378,15 @@ fn a_cloud_init_image_gets_the_boards_first_boot_files_and_bad_input_changes_not
     assert!(
         net.contains("addresses: [192.168.1.13/24]") && net.contains("via: 192.168.1.1"),
         "{net}"
+    );
+    let rendered = netplan_generate(&net, fx.path("netplan-root").as_path());
+    assert!(
+        rendered.contains("Address=192.168.1.13/24") && rendered.contains("Gateway=192.168.1.1"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("ssid=\"Home 5G\"") && rendered.contains("psk=\"pass\"word\\ 1\""),
+        "{rendered}"
     );
     assert_eq!(
         mtype(&out_img, "config.txt"),
