@@ -22,13 +22,17 @@ pub const SSH_KEYGEN: Requirement = Requirement {
     why: "host and login keys",
 };
 
+/// A real sshd: every virtual board runs one (and the image test serves a prepared host key
+/// with one).
+pub const SSHD: Requirement = Requirement {
+    package: "openssh-server",
+    provides: "/usr/sbin/sshd",
+    why: "every virtual board runs a real sshd",
+};
+
 /// What the virtual cluster needs on the host.
 pub const VIRTUAL_CLUSTER: &[Requirement] = &[
-    Requirement {
-        package: "openssh-server",
-        provides: "/usr/sbin/sshd",
-        why: "every virtual board runs a real sshd",
-    },
+    SSHD,
     SSH_KEYGEN,
     ETHTOOL,
     Requirement {
@@ -224,6 +228,29 @@ pub const DOSFSTOOLS: Requirement = Requirement {
     package: "dosfstools",
     provides: "/usr/sbin/mkfs.fat",
     why: "makes and checks FAT boot partitions (lab image prepare's test)",
+};
+
+/// `xz`: the image test compresses a base image the way distributions ship them.
+pub const XZ_UTILS: Requirement = Requirement {
+    package: "xz-utils",
+    provides: "/usr/bin/xz",
+    why: "makes an .xz base image (lab image prepare's test)",
+};
+
+/// cloud-init's own schema check, which `lab image prepare` runs on the user-data it writes
+/// where the program is installed (the image test makes sure it is).
+pub const CLOUD_INIT: Requirement = Requirement {
+    package: "cloud-init",
+    provides: crate::image::cloud_init::CLOUD_INIT_PROGRAM,
+    why: "checks the cloud-init user-data lab image prepare writes (`cloud-init schema`)",
+};
+
+/// netplan, which Ubuntu's cloud-init hands a v2 network-config to: the image test renders
+/// the network-config lab image prepare writes with it (into a root of its own).
+pub const NETPLAN: Requirement = Requirement {
+    package: "netplan.io",
+    provides: "/usr/sbin/netplan",
+    why: "renders the network-config lab image prepare writes (lab image prepare's test)",
 };
 
 /// `mkfs.ext4` and `losetup`: the flash test makes a mounted card out of a loop device.

@@ -7,6 +7,8 @@
 //! - `known_hosts`          pinned SSH host keys (OpenSSH format)
 //! - `pki/`                 cluster CA, control client cert, `boards/<name>.{pem,key}`
 //! - `ssh/id_ed25519`       the key `lab` made for boards it created itself (virtual boards)
+//! - `image/host-keys/<board>/ssh_host_ed25519_key`  a board's SSH host key, made by `lab
+//!   image prepare` and pinned in `known_hosts` before the board first boots
 //! - `virtual/<board>/`     a virtual board's disk (owned by [`crate::virt`])
 
 use std::fs;

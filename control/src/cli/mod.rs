@@ -117,8 +117,9 @@ pub enum Command {
     /// Write a board image to an SD card or USB disk (whole disk, e.g. /dev/sdb), with
     /// progress, then read it back to verify. Refuses mounted, system, too-small disks.
     Flash(flash::FlashArgs),
-    /// Board images: `lab image prepare --board pi-3 --base ubuntu.img -o pi-3.img` writes
-    /// the board's hostname, login and the cluster's SSH key into a copy (cloud-init images).
+    /// Board images: `lab image prepare --board pi-3 --base raspios.img.xz -o pi-3.img` writes
+    /// the board's hostname, login, the cluster's SSH key and its own pinned host key into a
+    /// copy (cloud-init or Raspberry Pi OS images).
     Image(image::ImageArgs),
     /// Forget a board's pinned SSH host key (after re-flashing it); the next bootstrap pins
     /// the new one.

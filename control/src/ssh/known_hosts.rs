@@ -2,7 +2,9 @@
 //! `known_hosts` (OpenSSH format, so `ssh -o UserKnownHostsFile=...` can use it too) and its
 //! fingerprint shown; from then on a different key refuses that board, naming both
 //! fingerprints and the command that forgets the old one. The user's `~/.ssh/known_hosts`
-//! (hashed or not) is consulted as well: a mismatch there refuses the board too.
+//! (hashed or not) is consulted as well: a mismatch there refuses the board too. A key can
+//! also be pinned ahead of the first contact ([`HostKeyStore::pin_ahead`]): `lab image
+//! prepare` does so for the host key it puts into a board's image.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -163,6 +165,37 @@ impl HostKeyStore {
         })
     }
 
+    /// Pin `board`'s host key for `host:port` before it is ever contacted (`lab image
+    /// prepare` made the key): whatever was pinned for that address is replaced, since the
+    /// board is about to be flashed with this key. `key_type` and `key_base64` are the
+    /// public key's first two words.
+    pub fn pin_ahead(
+        &self,
+        board: &str,
+        host: &str,
+        port: u16,
+        key_type: &str,
+        key_base64: &str,
+    ) -> Result<PinOutcome, SshError> {
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let io_err = |source| SshError::KnownHostsIo {
+            path: self.path.clone(),
+            source,
+        };
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(io_err(e)),
+        };
+        let name = host_entry_name(host, port);
+        let (text, outcome) = with_pin(&text, &name, key_type, key_base64, board);
+        if outcome != PinOutcome::Unchanged {
+            crate::state::write_atomic(&self.path, text.as_bytes(), crate::state::PUBLIC_MODE)
+                .map_err(|e| io_err(e.source))?;
+        }
+        Ok(outcome)
+    }
+
     /// Forget the pinned key(s) of `host:port`. Returns how many entries were removed.
     pub fn forget(&self, host: &str, port: u16) -> Result<usize, SshError> {
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -191,6 +224,48 @@ impl HostKeyStore {
     }
 }
 
+/// What [`HostKeyStore::pin_ahead`] changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinOutcome {
+    /// Nothing was pinned for the address.
+    New,
+    /// Exactly this key was pinned already.
+    Unchanged,
+    /// Other keys were pinned for the address; they are gone.
+    Replaced,
+}
+
+/// The known_hosts `text` with `name`'s entries replaced by one for the key (pure).
+fn with_pin(
+    text: &str,
+    name: &str,
+    key_type: &str,
+    key_base64: &str,
+    comment: &str,
+) -> (String, PinOutcome) {
+    let is_ours = |l: &&str| l.split_whitespace().next() == Some(name);
+    let ours: Vec<&str> = text.lines().filter(is_ours).collect();
+    let same = |l: &&str| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        w.get(1) == Some(&key_type) && w.get(2) == Some(&key_base64)
+    };
+    if ours.len() == 1 && ours.iter().all(same) {
+        return (text.to_string(), PinOutcome::Unchanged);
+    }
+    let mut out: String = text
+        .lines()
+        .filter(|l| !is_ours(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    out.push_str(&format!("{name} {key_type} {key_base64} {comment}\n"));
+    let outcome = if ours.is_empty() {
+        PinOutcome::New
+    } else {
+        PinOutcome::Replaced
+    };
+    (out, outcome)
+}
+
 fn pinned_fingerprints(kh: &ssh2::KnownHosts, host: &str, port: u16) -> Vec<String> {
     let name = host_entry_name(host, port);
     let Ok(hosts) = kh.hosts() else {
@@ -216,6 +291,25 @@ mod tests {
     fn entry_names_follow_openssh() {
         assert_eq!(host_entry_name("10.0.0.2", 22), "10.0.0.2");
         assert_eq!(host_entry_name("10.0.0.2", 2222), "[10.0.0.2]:2222");
+    }
+
+    #[test]
+    fn a_pin_ahead_replaces_the_addresss_entries_once() {
+        let old = "10.0.0.2 ecdsa-sha2-nistp256 AAAAold pi-2\n10.0.0.3 ssh-ed25519 AAAAx pi-3\n";
+        let (text, outcome) = with_pin(old, "10.0.0.3", "ssh-ed25519", "AAAAnew", "pi-3");
+        assert_eq!(outcome, PinOutcome::Replaced);
+        assert_eq!(
+            text,
+            "10.0.0.2 ecdsa-sha2-nistp256 AAAAold pi-2\n10.0.0.3 ssh-ed25519 AAAAnew pi-3\n"
+        );
+        let (again, outcome) = with_pin(&text, "10.0.0.3", "ssh-ed25519", "AAAAnew", "pi-3");
+        assert_eq!(
+            (again.as_str(), outcome),
+            (text.as_str(), PinOutcome::Unchanged)
+        );
+        let (fresh, outcome) = with_pin("", "[10.0.0.4]:2222", "ssh-ed25519", "AAAAy", "pi-4");
+        assert_eq!(outcome, PinOutcome::New);
+        assert_eq!(fresh, "[10.0.0.4]:2222 ssh-ed25519 AAAAy pi-4\n");
     }
 
     #[test]

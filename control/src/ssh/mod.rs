@@ -13,7 +13,7 @@ pub mod target;
 use std::path::PathBuf;
 
 pub use command::RemoteCommand;
-pub use known_hosts::{HostKeyStore, HostKeyVerdict};
+pub use known_hosts::{HostKeyStore, HostKeyVerdict, PinOutcome};
 pub use session::{CommandOutput, Connection};
 pub use target::SshTarget;
 
