@@ -168,6 +168,44 @@ fn exercise_5_the_cache_takes_reads_off_the_database() {
 }
 
 #[test]
+fn exercise_4_a_replica_serves_the_reads() {
+    let student = Student::start(4);
+    let (passed, text) = student.check(4);
+    assert!(!passed, "passed with no replica:\n{text}");
+    assert!(
+        text.contains("MISS 0.0 % of the database's answers came from a replica"),
+        "{text}"
+    );
+    student.give_roles("db-2", "[\"db-replica\"]");
+    let (passed, text) = student.check(4);
+    assert!(passed, "{text}");
+}
+
+#[test]
+fn exercise_11_the_student_names_the_slow_board() {
+    let student = Student::start(11);
+    let inventory = student.path().display().to_string();
+    let answer = |given: Option<&str>| {
+        let mut args = vec!["exercise", "check", "11", "--fast", "-i", &inventory];
+        if let Some(board) = given {
+            args.extend(["--answer", board]);
+        }
+        let out = student.lab(&args);
+        (out.status.success(), describe(&out))
+    };
+    let (passed, text) = answer(None);
+    assert!(!passed && text.contains("MISS no answer given"), "{text}");
+    let (passed, text) = answer(Some("app-1"));
+    assert!(
+        !passed && text.contains("MISS app-1 is not the one"),
+        "{text}"
+    );
+    let (passed, text) = answer(Some("app-2"));
+    assert!(passed, "{text}");
+    assert!(text.contains("3 board(s) answered"), "{text}");
+}
+
+#[test]
 fn list_shows_every_exercise_in_order_and_in_japanese() {
     let out = Command::new(LAB)
         .args(["exercise", "list", "--lang", "ja"])

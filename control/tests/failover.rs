@@ -724,7 +724,17 @@ fn two_lb_boards_share_an_address_that_moves_when_its_holder_dies() {
     let a = request(&vip80, "GET", "/", &[], None).expect("GET after the move");
     assert_eq!(a.status, 200, "{a:?}");
     let out = load.join().expect("lab load thread");
-    assert!(out.status.success(), "{}", describe(&out));
+    // Exit 3 (a shortfall) is the move itself: the connections that were waiting on the dead
+    // board for the 2 s timeout start their next requests late. Any other failure is not.
+    let late_from_the_move = out.status.code() == Some(3) && {
+        let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        s["shortfall"]["late"].as_u64().unwrap_or(u64::MAX) <= s["failed"].as_u64().unwrap_or(0)
+    };
+    assert!(
+        out.status.success() || late_from_the_move,
+        "{}",
+        describe(&out)
+    );
     let summary: serde_json::Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
     assert!(

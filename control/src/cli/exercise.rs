@@ -68,6 +68,9 @@ pub struct CheckArgs {
     /// Short load runs (the test suite's profile).
     #[arg(long)]
     pub fast: bool,
+    /// Your answer, for exercises that ask for one (e.g. the board you found slow).
+    #[arg(long, value_name = "BOARD")]
+    pub answer: Option<String>,
     /// Language of the texts (en, ja, ko).
     #[arg(long)]
     pub lang: Option<String>,
@@ -215,18 +218,27 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut missed = 0usize;
     let mut judged = 0usize;
     for (i, c) in e.checks.iter().enumerate() {
-        let seconds = if args.fast { c.fast_seconds } else { c.seconds };
-        println!(
-            "check: {} (lab load {} for {seconds} s)",
-            c.name,
-            c.load.join(" ")
-        );
-        let findings = match measure(&inventory, &c.load, seconds, i) {
-            Ok(run) => expect::judge(&c.expect, &run),
-            Err(err) => vec![expect::Finding {
-                passed: false,
-                text: format!("the load run did not finish: {err:#}"),
-            }],
+        let findings = match (&c.expect, &c.answer) {
+            (Some(bounds), _) => {
+                let seconds = if args.fast { c.fast_seconds } else { c.seconds };
+                println!(
+                    "check: {} (lab load {} for {seconds} s)",
+                    c.name,
+                    c.load.join(" ")
+                );
+                match measure(&inventory, &c.load, seconds, i) {
+                    Ok(run) => expect::judge(bounds, &run),
+                    Err(err) => vec![expect::Finding {
+                        passed: false,
+                        text: format!("the load run did not finish: {err:#}"),
+                    }],
+                }
+            }
+            (None, Some(wanted)) => {
+                println!("check: {}", c.name);
+                vec![judge_answer(args.answer.as_deref(), wanted, e.number)]
+            }
+            (None, None) => Vec::new(),
         };
         for f in &findings {
             println!("  {} {}", if f.passed { "ok  " } else { "MISS" }, f.text);
@@ -246,6 +258,28 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             e.number
         );
         Ok(ExitCode::from(1))
+    }
+}
+
+/// The student's `--answer` against the exercise's.
+fn judge_answer(given: Option<&str>, wanted: &str, number: u32) -> expect::Finding {
+    match given {
+        None => expect::Finding {
+            passed: false,
+            text: format!(
+                "no answer given: name the board with `lab exercise check {number} --answer BOARD`"
+            ),
+        },
+        Some(board) if board == wanted => expect::Finding {
+            passed: true,
+            text: format!("{board} it is"),
+        },
+        Some(board) => expect::Finding {
+            passed: false,
+            text: format!(
+                "{board} is not the one: compare each board's CPU with its CPUS in `lab top` while `lab load` runs"
+            ),
+        },
     }
 }
 

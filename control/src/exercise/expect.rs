@@ -20,6 +20,8 @@ pub struct Expect {
     pub cache_hit_ratio_min: Option<f64>,
     /// Share of answers that reached the database (`X-DB`), at most.
     pub db_share_max: Option<f64>,
+    /// Share of the database's answers that came from a replica, at least.
+    pub db_replica_share_min: Option<f64>,
     /// p99 latency in milliseconds, at most.
     pub p99_ms_max: Option<f64>,
 }
@@ -32,6 +34,7 @@ impl Expect {
             ("served_by_share_max", self.served_by_share_max),
             ("cache_hit_ratio_min", self.cache_hit_ratio_min),
             ("db_share_max", self.db_share_max),
+            ("db_replica_share_min", self.db_replica_share_min),
         ] {
             if value.is_some_and(|v| !(0.0..=1.0).contains(&v)) {
                 return Some(format!("{name} is a share, between 0 and 1"));
@@ -187,6 +190,20 @@ pub fn judge(expect: &Expect, run: &RunFigures) -> Vec<Finding> {
             ),
         );
     }
+    if let Some(min) = expect.db_replica_share_min {
+        let reached = run.db.primary + run.db.replica;
+        let share = run.db.replica as f64 / reached.max(1) as f64;
+        add(
+            share >= min && reached > 0,
+            format!(
+                "{} of the database's answers came from a replica ({} replica, {} primary; wanted at least {})",
+                percent(share),
+                run.db.replica,
+                run.db.primary,
+                percent(min)
+            ),
+        );
+    }
     if let Some(max) = expect.p99_ms_max {
         add(
             run.latency_ms.p99 <= max && run.ok > 0,
@@ -278,6 +295,23 @@ mod tests {
         assert_eq!(
             findings[0].text,
             "0 of 40 requests answered OK (0.0 %; wanted at least 99.0 %)"
+        );
+    }
+
+    #[test]
+    fn reads_from_the_primary_alone_miss_the_replica_bound() {
+        let expect = Expect {
+            db_replica_share_min: Some(0.5),
+            ..Expect::default()
+        };
+        let mut split = run(&[("app-1", 100)], 0, 0, 20);
+        split.db.replica = 80;
+        assert!(judge(&expect, &split)[0].passed);
+        let primary_only = judge(&expect, &run(&[("app-1", 100)], 0, 0, 100));
+        assert!(!primary_only[0].passed);
+        assert_eq!(
+            primary_only[0].text,
+            "0.0 % of the database's answers came from a replica (0 replica, 100 primary; wanted at least 50.0 %)"
         );
     }
 

@@ -64,7 +64,8 @@ pub struct Text {
     pub question: String,
 }
 
-/// One measured check: a `lab load` run, and what its summary must show.
+/// One check: a measured `lab load` run and what its summary must show, or the answer the
+/// student must give (`lab exercise check N --answer ...`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Check {
@@ -74,9 +75,14 @@ pub struct Check {
     #[serde(default)]
     pub load: Vec<String>,
     /// How long the run lasts, in seconds; `fast_seconds` with `--fast`.
+    #[serde(default)]
     pub seconds: u32,
+    #[serde(default)]
     pub fast_seconds: u32,
-    pub expect: Expect,
+    #[serde(default)]
+    pub expect: Option<Expect>,
+    /// The answer expected (a board's name), for checks a student answers.
+    pub answer: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -139,6 +145,15 @@ pub fn load(dir: &Path) -> anyhow::Result<Exercise> {
         );
     }
     for check in &raw.check {
+        match (&check.expect, &check.answer) {
+            (Some(_), None) => {}
+            (None, Some(_)) if check.load.is_empty() => continue,
+            _ => bail!(
+                "{}: check `{}` needs either `expect` (with a load run) or `answer`, not both",
+                path.display(),
+                check.name
+            ),
+        }
         if check.fast_seconds == 0 || check.seconds < check.fast_seconds {
             bail!(
                 "{}: check `{}`: seconds ({}) must be at least fast_seconds ({}), which is at least 1",
@@ -148,7 +163,7 @@ pub fn load(dir: &Path) -> anyhow::Result<Exercise> {
                 check.fast_seconds
             );
         }
-        if let Some(problem) = check.expect.problem() {
+        if let Some(problem) = check.expect.as_ref().and_then(Expect::problem) {
             bail!("{}: check `{}`: {problem}", path.display(), check.name);
         }
     }
