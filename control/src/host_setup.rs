@@ -216,6 +216,13 @@ pub const ETHTOOL: Requirement = Requirement {
     why: "shaped virtual links (lab link, data centers) need whole frames",
 };
 
+/// A font for the text of `lab report`'s PNG charts.
+pub const FONTS: Requirement = Requirement {
+    package: "fonts-dejavu-core",
+    provides: "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    why: "the text in lab report's PNG charts",
+};
+
 /// mtools: `lab image prepare` writes into an image's FAT boot partition without mounting it.
 pub const MTOOLS: Requirement = Requirement {
     package: "mtools",

@@ -43,6 +43,7 @@ pub mod pki;
 pub mod plan;
 pub mod report;
 pub mod rootfs;
+pub mod run_report;
 pub mod serve_api;
 pub mod ssh;
 pub mod state;

@@ -16,6 +16,7 @@ mod metrics;
 pub mod output;
 mod plan;
 mod reclone;
+mod report;
 mod serve;
 mod status;
 mod top;
@@ -92,6 +93,9 @@ pub enum Command {
     /// Classroom exercises, from one server to a scaled-out system: `list`, `start N`
     /// (the starting cluster and what to do), `check N` (measured; exit code 0 or 1).
     Exercise(exercise::ExerciseArgs),
+    /// A `lab load` run as charts (SVG and PNG: requests/s, p50/p99, errors, cache hit
+    /// ratio, with the kills, promotions and partitions marked) and a one-page report.md.
+    Report(report::ReportArgs),
     /// Run the control plane in the foreground: follow every agent's sample stream, keep an
     /// hour of history, notice silent boards, serve the dashboard, the HTTP API and
     /// Prometheus text on --listen (`lab up` starts it in the background).
@@ -177,6 +181,7 @@ pub fn main() -> ExitCode {
             Command::Heal(a) => board::run_network(board::Verb::Heal, a).await,
             Command::Link(a) => link::run(a).await,
             Command::Exercise(a) => exercise::run(a).await,
+            Command::Report(a) => report::run(a).await,
             Command::Serve(a) => serve::run(a).await,
             Command::Load(a) => load::run(a).await,
             Command::Events(a) => events::run(a).await,
