@@ -206,6 +206,53 @@ fn exercise_11_the_student_names_the_slow_board() {
 }
 
 #[test]
+fn exercise_8_the_drill_heals_with_the_failover_manager() {
+    let student = Student::start(8);
+    let (passed, text) = student.check(8);
+    assert!(passed, "{text}");
+    assert!(text.contains("lab kill db-1: db-1: power cut"), "{text}");
+    assert!(text.contains("ok   healed"), "{text}");
+}
+
+#[test]
+fn exercise_8_without_the_failover_manager_nothing_heals() {
+    let student = Student::start(8);
+    // Broken on purpose: the control plane (and with it the failover manager) stopped.
+    let state = student
+        .dir
+        .path()
+        .read_dir()
+        .expect("list the student's dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("state-"))
+        })
+        .expect("the cluster's state dir");
+    let pid: i32 = std::fs::read_to_string(state.join("serve.pid"))
+        .expect("serve.pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("stop lab serve");
+    common::wait_for("lab serve gone", std::time::Duration::from_secs(10), || {
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            Err("still running".to_string())
+        } else {
+            Ok(())
+        }
+    });
+    let (passed, text) = student.check(8);
+    assert!(!passed, "healed with no failover manager:\n{text}");
+    assert!(text.contains("MISS not healed"), "{text}");
+}
+
+#[test]
 fn list_shows_every_exercise_in_order_and_in_japanese() {
     let out = Command::new(LAB)
         .args(["exercise", "list", "--lang", "ja"])

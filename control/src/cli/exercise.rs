@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -226,7 +227,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
                     c.name,
                     c.load.join(" ")
                 );
-                match measure(&inventory, &c.load, seconds, i) {
+                match measure(&inventory, &c.load, seconds, &c.during, i) {
                     Ok(run) => expect::judge(bounds, &run),
                     Err(err) => vec![expect::Finding {
                         passed: false,
@@ -283,11 +284,13 @@ fn judge_answer(given: Option<&str>, wanted: &str, number: u32) -> expect::Findi
     }
 }
 
-/// One `lab load` run against the student's cluster; its summary's figures.
+/// One `lab load` run against the student's cluster, with the check's actions done during
+/// it; its summary's figures and its seconds.
 fn measure(
     inventory: &Path,
     load: &[String],
     seconds: u32,
+    during: &[exercise::Action],
     index: usize,
 ) -> anyhow::Result<expect::RunFigures> {
     let out = std::env::temp_dir().join(format!(
@@ -296,7 +299,8 @@ fn measure(
         crate::metrics::events::now_ms()
     ));
     let result = (|| {
-        let output = Command::new(std::env::current_exe().context("locating the lab binary")?)
+        let lab = std::env::current_exe().context("locating the lab binary")?;
+        let mut child = Command::new(&lab)
             .arg("load")
             .arg("-i")
             .arg(inventory)
@@ -304,20 +308,92 @@ fn measure(
             .args(["--duration", &format!("{seconds}s"), "--json", "--out"])
             .arg(&out)
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
             .context("running lab load")?;
-        let summary = out.join("summary.json");
+        let stderr = child.stderr.take().context("lab load's stderr")?;
+        let (first_second, measured) = std::sync::mpsc::channel();
+        // The live lines go to stderr; the first ("   1s ...") says the measured run began
+        // (after the app setup), which is what the actions' times count from.
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut lines = Vec::new();
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.trim_start().starts_with("1s ") {
+                    let _ = first_second.send(Instant::now());
+                }
+                lines.push(line);
+            }
+            lines
+        });
+        if !during.is_empty() {
+            if let Ok(began) = measured.recv_timeout(SETUP_LIMIT) {
+                do_actions(&lab, inventory, during, began);
+            }
+        }
+        let status = child.wait().context("waiting for lab load")?;
+        let stderr = reader.join().unwrap_or_default().join("\n");
+        let summary = out.join(crate::load::files::SUMMARY_JSON);
         let text = std::fs::read_to_string(&summary).map_err(|_| {
             anyhow::anyhow!(
-                "lab load wrote no summary ({}): {}",
-                output.status,
-                crate::report::last_lines(&String::from_utf8_lossy(&output.stderr), 6)
+                "lab load wrote no summary ({status}): {}",
+                crate::report::last_lines(&stderr, 6)
             )
         })?;
-        serde_json::from_str(&text).with_context(|| format!("reading {}", summary.display()))
+        let mut figures: expect::RunFigures = serde_json::from_str(&text)
+            .with_context(|| format!("reading {}", summary.display()))?;
+        let timeline = out.join(crate::load::files::TIMELINE_JSON);
+        figures.seconds = serde_json::from_str(
+            &std::fs::read_to_string(&timeline)
+                .with_context(|| format!("reading {}", timeline.display()))?,
+        )
+        .with_context(|| format!("reading {}", timeline.display()))?;
+        Ok(figures)
     })();
     let _ = std::fs::remove_dir_all(&out);
     result
+}
+
+/// Longest the app setup of a check's load may take before its actions are given up.
+const SETUP_LIMIT: Duration = Duration::from_secs(120);
+
+/// Run each action at its time (seconds after `began`), saying what it did.
+fn do_actions(lab: &Path, inventory: &Path, during: &[exercise::Action], began: Instant) {
+    let mut actions: Vec<&exercise::Action> = during.iter().collect();
+    actions.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
+    for action in actions {
+        let due = began + Duration::from_secs_f64(action.at_s);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let done = Command::new(lab)
+            .args(&action.lab)
+            .arg("-i")
+            .arg(inventory)
+            .stdin(Stdio::null())
+            .output();
+        let said = match &done {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("done")
+                .to_owned(),
+            Ok(o) => format!(
+                "failed: {}",
+                crate::report::last_lines(&String::from_utf8_lossy(&o.stderr), 2)
+            ),
+            Err(e) => format!("could not run: {e}"),
+        };
+        println!(
+            "  at +{:.0} s: lab {}: {said}",
+            action.at_s + 1.0,
+            action.lab.join(" ")
+        );
+    }
 }
 
 fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {

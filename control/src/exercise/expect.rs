@@ -24,6 +24,10 @@ pub struct Expect {
     pub db_replica_share_min: Option<f64>,
     /// p99 latency in milliseconds, at most.
     pub p99_ms_max: Option<f64>,
+    /// The last this many seconds of the run had no failure (the system healed).
+    pub healed_for_s: Option<u64>,
+    /// Seconds from the first failure to the last, at most (the failover window).
+    pub window_s_max: Option<u64>,
 }
 
 impl Expect {
@@ -47,6 +51,13 @@ impl Expect {
     }
 }
 
+/// One second of the run's timeline.json, as far as checks look at it.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SecondFigures {
+    pub t: u64,
+    pub errors: u64,
+}
+
 /// The figures of a `lab load` summary.json that checks look at.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RunFigures {
@@ -60,6 +71,9 @@ pub struct RunFigures {
     pub db: DbFigures,
     #[serde(default)]
     pub latency_ms: LatencyFigures,
+    /// The run's seconds (from timeline.json, not the summary).
+    #[serde(skip)]
+    pub seconds: Vec<SecondFigures>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -204,6 +218,52 @@ pub fn judge(expect: &Expect, run: &RunFigures) -> Vec<Finding> {
             ),
         );
     }
+    let failing: Vec<u64> = run
+        .seconds
+        .iter()
+        .filter(|s| s.errors > 0)
+        .map(|s| s.t)
+        .collect();
+    let last_second = run.seconds.iter().map(|s| s.t).max().unwrap_or(0);
+    if let Some(healed) = expect.healed_for_s {
+        let tail_failures: u64 = run
+            .seconds
+            .iter()
+            .filter(|s| s.t + healed > last_second)
+            .map(|s| s.errors)
+            .sum();
+        add(
+            tail_failures == 0 && last_second >= healed,
+            match failing.last() {
+                _ if last_second < healed => {
+                    format!("the run lasted {last_second} s, less than the {healed} s it must end healed")
+                }
+                None => format!("no failure at all in the {last_second} s run"),
+                Some(last) if tail_failures == 0 => format!(
+                    "healed: no failure in the last {healed} s (the last at {last} s of {last_second})"
+                ),
+                Some(_) => format!(
+                    "not healed: {tail_failures} failure(s) in the last {healed} s of the {last_second} s run"
+                ),
+            },
+        );
+    }
+    if let Some(max) = expect.window_s_max {
+        let window = match (failing.first(), failing.last()) {
+            (Some(first), Some(last)) => last - first + 1,
+            _ => 0,
+        };
+        add(
+            window <= max,
+            match failing.first() {
+                Some(first) => format!(
+                    "failures from {first} s to {} s: a window of {window} s (wanted at most {max} s)",
+                    failing.last().copied().unwrap_or(*first)
+                ),
+                None => format!("no failure window (wanted at most {max} s)"),
+            },
+        );
+    }
     if let Some(max) = expect.p99_ms_max {
         add(
             run.latency_ms.p99 <= max && run.ok > 0,
@@ -232,6 +292,7 @@ mod tests {
                 replica: 0,
             },
             latency_ms: LatencyFigures { p99: 12.0 },
+            seconds: Vec::new(),
         }
     }
 
@@ -312,6 +373,43 @@ mod tests {
         assert_eq!(
             primary_only[0].text,
             "0.0 % of the database's answers came from a replica (0 replica, 100 primary; wanted at least 50.0 %)"
+        );
+    }
+
+    #[test]
+    fn a_failover_window_and_a_healed_end() {
+        let expect = Expect {
+            healed_for_s: Some(5),
+            window_s_max: Some(8),
+            ..Expect::default()
+        };
+        let seconds = |errors: &[(u64, u64)]| -> Vec<SecondFigures> {
+            (1..=20)
+                .map(|t| SecondFigures {
+                    t,
+                    errors: errors.iter().find(|(s, _)| *s == t).map_or(0, |(_, e)| *e),
+                })
+                .collect()
+        };
+        let mut healed = run(&[("app-1", 100)], 0, 0, 0);
+        healed.seconds = seconds(&[(5, 3), (6, 4), (9, 1)]);
+        let findings = judge(&expect, &healed);
+        assert!(findings.iter().all(|f| f.passed), "{findings:?}");
+        assert_eq!(
+            findings[0].text,
+            "healed: no failure in the last 5 s (the last at 9 s of 20)"
+        );
+        assert_eq!(
+            findings[1].text,
+            "failures from 5 s to 9 s: a window of 5 s (wanted at most 8 s)"
+        );
+        let mut stuck = run(&[("app-1", 100)], 0, 0, 0);
+        stuck.seconds = seconds(&(5..=20).map(|t| (t, 2)).collect::<Vec<_>>());
+        let findings = judge(&expect, &stuck);
+        assert!(findings.iter().all(|f| !f.passed), "{findings:?}");
+        assert_eq!(
+            findings[0].text,
+            "not healed: 10 failure(s) in the last 5 s of the 20 s run"
         );
     }
 

@@ -83,6 +83,18 @@ pub struct Check {
     pub expect: Option<Expect>,
     /// The answer expected (a board's name), for checks a student answers.
     pub answer: Option<String>,
+    /// What the check does to the cluster while its load runs (a drill).
+    #[serde(default)]
+    pub during: Vec<Action>,
+}
+
+/// A `lab` command run during a check's load, `at_s` seconds after its first measured second.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    pub at_s: f64,
+    /// The command's arguments (`["kill", "db-1"]`); the student's inventory is added.
+    pub lab: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -160,6 +172,19 @@ pub fn load(dir: &Path) -> anyhow::Result<Exercise> {
                 path.display(),
                 check.name,
                 check.seconds,
+                check.fast_seconds
+            );
+        }
+        if let Some(action) = check
+            .during
+            .iter()
+            .find(|a| !(0.0..f64::from(check.fast_seconds)).contains(&a.at_s) || a.lab.is_empty())
+        {
+            bail!(
+                "{}: check `{}`: an action at {} s must name a lab command and fall inside the fast run ({} s)",
+                path.display(),
+                check.name,
+                action.at_s,
                 check.fast_seconds
             );
         }
