@@ -182,6 +182,26 @@ fn exercise_4_a_replica_serves_the_reads() {
 }
 
 #[test]
+fn exercise_9_least_connections_sends_the_work_where_it_is_done() {
+    let student = Student::start(9);
+    let (passed, text) = student.check(9);
+    assert!(!passed, "round robin passed:\n{text}");
+    assert!(text.contains("MISS the busiest board"), "{text}");
+    let copy = std::fs::read_to_string(student.path()).expect("read the copy");
+    assert!(copy.contains("algorithm = \"round-robin\""), "{copy}");
+    std::fs::write(
+        student.path(),
+        copy.replace("algorithm = \"round-robin\"", "algorithm = \"least-conn\""),
+    )
+    .expect("write the copy");
+    let out = student.lab(&["apply", "-i", &student.path().display().to_string()]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let (passed, text) = student.check(9);
+    assert!(passed, "{text}");
+    assert!(text.contains("ok   the busiest board, app-1"), "{text}");
+}
+
+#[test]
 fn exercise_11_the_student_names_the_slow_board() {
     let student = Student::start(11);
     let inventory = student.path().display().to_string();

@@ -16,6 +16,9 @@ pub struct Expect {
     pub served_by_count_min: Option<usize>,
     /// Share of the answers the busiest board gave, at most (the load is shared).
     pub served_by_share_max: Option<f64>,
+    /// Share of the answers the busiest board gave, at least (the load goes where it is
+    /// served fastest).
+    pub served_by_share_min: Option<f64>,
     /// Cache hit ratio (`X-Cache`), at least.
     pub cache_hit_ratio_min: Option<f64>,
     /// Share of answers that reached the database (`X-DB`), at most.
@@ -36,6 +39,7 @@ impl Expect {
         for (name, value) in [
             ("ok_ratio_min", self.ok_ratio_min),
             ("served_by_share_max", self.served_by_share_max),
+            ("served_by_share_min", self.served_by_share_min),
             ("cache_hit_ratio_min", self.cache_hit_ratio_min),
             ("db_share_max", self.db_share_max),
             ("db_replica_share_min", self.db_replica_share_min),
@@ -148,12 +152,26 @@ pub fn judge(expect: &Expect, run: &RunFigures) -> Vec<Finding> {
             ),
         );
     }
+    let busiest = run
+        .served_by
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(b, n)| (b.clone(), *n as f64 / answered.max(1) as f64));
+    if let Some(min) = expect.served_by_share_min {
+        match &busiest {
+            Some((board, share)) => add(
+                *share >= min,
+                format!(
+                    "the busiest board, {board}, answered {} of the requests (wanted at least {}; {})",
+                    percent(*share),
+                    percent(min),
+                    by_board()
+                ),
+            ),
+            None => add(false, "no board answered".to_owned()),
+        }
+    }
     if let Some(max) = expect.served_by_share_max {
-        let busiest = run
-            .served_by
-            .iter()
-            .max_by_key(|(_, n)| **n)
-            .map(|(b, n)| (b.clone(), *n as f64 / answered.max(1) as f64));
         match busiest {
             Some((board, share)) => add(
                 share <= max,
