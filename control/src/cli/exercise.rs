@@ -104,23 +104,28 @@ fn find(number: u32) -> anyhow::Result<Exercise> {
 fn list(lang: Option<&str>) -> anyhow::Result<ExitCode> {
     let lang = exercise::language(lang);
     let all = exercise::load_all(&exercise::default_dir())?;
+    let mut text = String::new();
     for e in &all {
         let t = e.text(&lang);
-        println!(
-            "{:>2}  {} ({} board{})",
+        text.push_str(&format!(
+            "{:>2}  {} ({} board{})\n    {}\n",
             e.number,
             t.title,
             e.boards,
-            plural(e.boards)
-        );
-        println!("    {}", t.goal);
+            plural(e.boards),
+            t.goal
+        ));
     }
-    println!(
-        "\nStart one with `{} exercise start N`; check it with `{} exercise check N`.",
+    text.push_str(&format!(
+        "\nStart one with `{} exercise start N`; check it with `{} exercise check N`.\n",
         super::lab_command(),
         super::lab_command()
-    );
-    Ok(ExitCode::SUCCESS)
+    ));
+    // `lab exercise list | head` closes the pipe early: that is not an error.
+    match std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
 
 fn plural(n: u32) -> &'static str {
