@@ -341,6 +341,18 @@ fn dashboard_shows_the_live_cluster_in_chromium() {
             }
         },
     );
+    // The same event marked on the charts, as `lab report` marks its runs.
+    wait_for(
+        "the down event marked on a chart",
+        Duration::from_secs(10),
+        || {
+            let marks = page.eval("document.getElementById('chart-role-cpu')?.dataset.marks");
+            match marks.as_str().and_then(|m| m.parse::<u64>().ok()) {
+                Some(n) if n >= 1 => Ok(()),
+                _ => Err(format!("data-marks: {marks}")),
+            }
+        },
+    );
     let header = page.eval("document.querySelector('[data-testid=\"cluster-state\"]').textContent");
     assert!(
         header.as_str().unwrap_or_default().contains("1/2"),

@@ -7,7 +7,8 @@
 // The stream is reopened with backoff when it breaks, and the gap is re-fetched.
 //
 // Test hooks: tiles carry data-testid="board-<name>" and data-up; charts carry
-// data-points (points drawn); the timeline is data-testid="events" with data-count.
+// data-points (points drawn) and data-marks (events marked on them, as `lab report` does);
+// the timeline is data-testid="events" with data-count.
 "use strict";
 
 // Uncaught errors, kept for tests and debugging (window.__labErrors).
@@ -275,6 +276,17 @@ function drawChart(canvas, series, opts) {
       lastLabel = xx;
     }
   }
+  // The control plane's events in the window: a dashed line each (down red, up green).
+  const marks = state.events.filter((e) => e.ts_ms >= tMin && e.ts_ms <= tMax);
+  canvas.dataset.marks = String(marks.length);
+  ctx.save();
+  ctx.setLineDash([4, 3]);
+  for (const e of marks) {
+    ctx.strokeStyle = e.kind === "down" ? "#f85149" : e.kind === "up" ? "#3fb950" : "#8b95a3";
+    const xx = Math.round(x(e.ts_ms)) + 0.5;
+    ctx.beginPath(); ctx.moveTo(xx, T); ctx.lineTo(xx, T + ph); ctx.stroke();
+  }
+  ctx.restore();
   if (total === 0) {
     ctx.textAlign = "center";
     ctx.textBaseline = "middle";
