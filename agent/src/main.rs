@@ -27,17 +27,7 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            runtime.block_on(async {
-                let token = CancellationToken::new();
-                shutdown::cancel_on_signals(token.clone())
-                    .context("cannot install signal handlers")?;
-                serve::run(&args.config, token).await?;
-                anyhow::Ok(())
-            })
+            serve_until_signalled(|token| async move { Ok(serve::run(&args.config, token).await?) })
         }
         Command::Supervise(args) => {
             // Current-thread on purpose: see `supervise::run`.
