@@ -72,16 +72,7 @@ pub(crate) fn boot_log(spec: &VirtualClusterSpec, board: &str) -> Box<BootLog> {
 pub(crate) fn prepare_disk(spec: &VirtualClusterSpec, board: &str) -> Result<(), VirtError> {
     let target = target(spec, board);
     let dir = spec.board_dir(board);
-    let io = |action, path: &Path| {
-        let target = target.clone();
-        let path = path.to_path_buf();
-        move |source| VirtError::Io {
-            target,
-            action,
-            path,
-            source,
-        }
-    };
+    let io = |action, path: &Path| VirtError::io(&target, action, path);
     for (sub, _) in DISK_MOUNTS {
         let path = dir.disk().join(sub);
         fs::create_dir_all(&path).map_err(io("create", &path))?;
@@ -129,16 +120,7 @@ pub(crate) fn spawn(
 ) -> Result<u32, VirtError> {
     let target = target(spec, &board.name);
     let dir = spec.board_dir(&board.name);
-    let io = |action, path: &Path| {
-        let target = target.clone();
-        let path = path.to_path_buf();
-        move |source| VirtError::Io {
-            target,
-            action,
-            path,
-            source,
-        }
-    };
+    let io = |action, path: &Path| VirtError::io(&target, action, path);
     let log_path = dir.boot_log();
     if log_path.exists() {
         fs::rename(&log_path, dir.previous_boot_log()).map_err(io("rotate", &log_path))?;

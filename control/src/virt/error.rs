@@ -163,6 +163,23 @@ pub enum VirtError {
     },
 }
 
+impl VirtError {
+    /// For `map_err`: an I/O error of `action` on `path`, on behalf of `target`.
+    pub fn io(
+        target: &Target,
+        action: &'static str,
+        path: &std::path::Path,
+    ) -> impl FnOnce(io::Error) -> VirtError {
+        let (target, path) = (target.clone(), path.to_path_buf());
+        move |source| VirtError::Io {
+            target,
+            action,
+            path,
+            source,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,22 +22,12 @@ pub(crate) fn lock_path(spec: &VirtualClusterSpec) -> std::path::PathBuf {
 pub(crate) fn lock(spec: &VirtualClusterSpec) -> Result<ClusterLock, VirtError> {
     let target = Target::cluster(&spec.cluster);
     let path = lock_path(spec);
-    let io = |action: &'static str| {
-        let target = target.clone();
-        let path = path.clone();
-        move |source| VirtError::Io {
-            target,
-            action,
-            path,
-            source,
-        }
-    };
-    fs::create_dir_all(&spec.state_dir).map_err(|source| VirtError::Io {
-        target: target.clone(),
-        action: "create",
-        path: spec.state_dir.clone(),
-        source,
-    })?;
+    let io = |action: &'static str| VirtError::io(&target, action, &path);
+    fs::create_dir_all(&spec.state_dir).map_err(VirtError::io(
+        &target,
+        "create",
+        &spec.state_dir,
+    ))?;
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)

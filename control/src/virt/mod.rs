@@ -172,7 +172,8 @@ pub fn purge(spec: &VirtualClusterSpec) -> Result<(), VirtError> {
     remove_if_present(&target, &lock::lock_path(spec), |p| fs::remove_file(p))
 }
 
-fn remove_if_present(
+/// Remove `path` with `remove`; one that is not there is no error.
+pub(crate) fn remove_if_present(
     target: &Target,
     path: &std::path::Path,
     remove: fn(&std::path::Path) -> std::io::Result<()>,

@@ -94,13 +94,7 @@ pub(crate) fn set_cut(spec: &VirtualClusterSpec, dc: &str, cut: bool) -> Result<
             ),
         });
     }
-    let remote = spec.remote_dcs();
-    let affected: Vec<&str> = if remote.contains(&dc) {
-        vec![dc]
-    } else {
-        remote
-    };
-    for d in affected {
+    for d in wan_links_of(spec, dc) {
         let [main_port, ..] = wan_veth_names(&spec.cluster, d);
         if !link_exists(&main_port) {
             return Err(VirtError::NotCreated {
@@ -110,19 +104,11 @@ pub(crate) fn set_cut(spec: &VirtualClusterSpec, dc: &str, cut: bool) -> Result<
         }
         let dir = dc_dir(spec, d);
         let mark = dir.join(CUT_MARK);
-        let io = |action, source| VirtError::Io {
-            target: target.clone(),
-            action,
-            path: mark.clone(),
-            source,
-        };
         if cut {
-            fs::create_dir_all(&dir).map_err(|e| io("create", e))?;
-            fs::write(&mark, "").map_err(|e| io("write", e))?;
-        } else if let Err(e) = fs::remove_file(&mark) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(io("remove", e));
-            }
+            fs::create_dir_all(&dir).map_err(VirtError::io(&target, "create", &dir))?;
+            fs::write(&mark, "").map_err(VirtError::io(&target, "write", &mark))?;
+        } else {
+            crate::virt::remove_if_present(&target, &mark, |p| fs::remove_file(p))?;
         }
         let state = if cut { "down" } else { "up" };
         run(&target, "ip", &["link", "set", &main_port, state])?;
@@ -130,15 +116,20 @@ pub(crate) fn set_cut(spec: &VirtualClusterSpec, dc: &str, cut: bool) -> Result<
     Ok(())
 }
 
-/// Whether `dc`'s WAN link (one of them, for the control plane's) is cut.
-pub fn is_cut(spec: &VirtualClusterSpec, dc: &str) -> bool {
+/// The data centers whose WAN link joins `dc` to the rest: its own, or every remote one when
+/// `dc` is the control plane's.
+fn wan_links_of<'a>(spec: &'a VirtualClusterSpec, dc: &'a str) -> Vec<&'a str> {
     let remote = spec.remote_dcs();
-    let check: Vec<&str> = if remote.contains(&dc) {
+    if remote.contains(&dc) {
         vec![dc]
     } else {
         remote
-    };
-    check.iter().any(|d| {
+    }
+}
+
+/// Whether `dc`'s WAN link (one of them, for the control plane's) is cut.
+pub fn is_cut(spec: &VirtualClusterSpec, dc: &str) -> bool {
+    wan_links_of(spec, dc).iter().any(|d| {
         let [main_port, ..] = wan_veth_names(&spec.cluster, d);
         link_exists(&main_port) && !link_is_up(&main_port)
     })
