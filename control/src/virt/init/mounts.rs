@@ -21,16 +21,7 @@ const ROOTFS_MOUNT_POINTS: [&str; 5] = ["tmp", "run", "proc", "dev", "sys"];
 /// Build the board's mounts; returns the directory that is the board's `/` (the host's `/`, or
 /// the rootfs mount the caller must chroot into).
 pub(super) fn setup(args: &InitArgs) -> Result<PathBuf> {
-    // unshare --propagation private already did this; be explicit, it is what keeps every
-    // mount below off the host.
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .context("make all mounts private")?;
+    make_private()?;
     let dir = BoardDir {
         root: args.dir.clone(),
     };
@@ -61,16 +52,33 @@ pub(super) fn setup(args: &InitArgs) -> Result<PathBuf> {
         // cgroup limits (and sensors) there.
         bind(Path::new("/sys"), &inside(&root, "/sys"), true)?;
     }
-    let proc_dir = inside(&root, "/proc");
+    mount_proc(&inside(&root, "/proc"))?;
+    Ok(root)
+}
+
+/// Every mount of this namespace private. `unshare --propagation private` already did this;
+/// being explicit is what keeps every mount made after it off the host.
+pub(super) fn make_private() -> Result<()> {
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .context("make all mounts private")
+}
+
+/// A `/proc` of this PID namespace on `dir`.
+pub(super) fn mount_proc(dir: &Path) -> Result<()> {
     mount(
         Some("proc"),
-        &proc_dir,
+        dir,
         Some("proc"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         None::<&str>,
     )
-    .with_context(|| format!("mount proc on {}", proc_dir.display()))?;
-    Ok(root)
+    .with_context(|| format!("mount proc on {}", dir.display()))
 }
 
 /// Bind `rootfs` on `mount_point`, create the mount points the board needs inside it, then
@@ -167,7 +175,7 @@ fn bind(source: &Path, target: &Path, recursive: bool) -> Result<()> {
         .with_context(|| format!("bind-mount {} on {}", source.display(), target.display()))
 }
 
-fn tmpfs(target: &Path, mode: &str) -> Result<()> {
+pub(super) fn tmpfs(target: &Path, mode: &str) -> Result<()> {
     mount(
         Some("tmpfs"),
         target,

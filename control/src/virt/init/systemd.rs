@@ -12,9 +12,8 @@
 //! goes when the board dies.
 
 use std::fs;
-use std::io::Write;
 use std::os::fd::AsFd;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,6 +26,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::args::{InitArgs, SystemdBoot};
+use super::mounts;
 use crate::virt::spec::BoardDir;
 
 /// How long systemd gets to power the board off after a SIGTERM of its init.
@@ -47,17 +47,10 @@ pub(super) fn run(args: &InitArgs, boot: &SystemdBoot, signals: &SigSet) -> Resu
         fs::write(&procs, "0").with_context(|| format!("join cgroup {}", join.dir.display()))?;
     }
     super::record_host_pid(&dir)?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .context("make all mounts private")?;
+    mounts::make_private()?;
     join_netns(&boot.netns)?;
-    fresh_mount("tmpfs", "/run", Some("mode=0755"))?;
-    fresh_mount("proc", "/proc", None)?;
+    mounts::tmpfs(Path::new("/run"), "0755")?;
+    mounts::mount_proc(Path::new("/proc"))?;
     let root = dir.systemd_root();
     mount_overlay(lower, &dir)?;
     install_board_files(&dir, &root, &args.hostname)?;
@@ -133,17 +126,6 @@ fn join_netns(netns: &str) -> Result<()> {
     let file = fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
     setns(file.as_fd(), CloneFlags::CLONE_NEWNET)
         .with_context(|| format!("join network namespace {netns}"))
-}
-
-fn fresh_mount(fstype: &str, target: &str, options: Option<&str>) -> Result<()> {
-    mount(
-        Some(fstype),
-        target,
-        Some(fstype),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        options,
-    )
-    .with_context(|| format!("mount {fstype} on {target}"))
 }
 
 /// The board's root: `lower` (read-only, shared by every systemd board) under the board's
@@ -251,21 +233,10 @@ fn ids_of(passwd: &Path, user: &str) -> Result<(u32, u32)> {
         .with_context(|| format!("{user} has no usable entry in {}", passwd.display()))
 }
 
-/// Write `content` to `path` with `mode` from the first byte, replacing it whole.
+/// Replace `path` whole with `content`, `mode` from the first byte (the state dir's
+/// atomic write; the root's directories it writes into exist already).
 fn replace_file(path: &Path, content: &[u8], mode: u32) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
-    }
-    let tmp = path.with_extension("lab-tmp");
-    let _ = fs::remove_file(&tmp);
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(content))
-        .with_context(|| format!("write {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("replace {}", path.display()))
+    Ok(crate::state::write_atomic(path, content, mode)?)
 }
 
 #[cfg(test)]
