@@ -21,7 +21,7 @@ pub mod shaper;
 pub mod wan;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -44,8 +44,8 @@ pub const SHAPER_ARG: &str = "link-shaper";
 const LINK_FILE: &str = "link.json";
 const SHAPER_PID: &str = "link-shaper.pid";
 const SHAPER_LOG: &str = "link-shaper.log";
-/// How long a new shaper gets to open its sockets (it exits at once if it cannot).
-const SHAPER_START: Duration = Duration::from_millis(300);
+/// How long a new shaper gets to open its sockets and say so in its log.
+const SHAPER_START: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(20);
 
 /// The profile `lab link` gave the board, if any.
@@ -76,12 +76,7 @@ pub(crate) fn set_board(
     let tmp = path.with_extension("json.tmp");
     fs::write(&tmp, text)
         .and_then(|()| fs::rename(&tmp, &path))
-        .map_err(|source| VirtError::Io {
-            target,
-            action: "write",
-            path,
-            source,
-        })
+        .map_err(VirtError::io(&target, "write", &path))
 }
 
 /// The profile the board's link has: what `lab link` set, else the inventory's.
@@ -191,13 +186,8 @@ pub(crate) fn quiet_shaper_end(target: &Target, device: &str) -> Result<(), Virt
     ] {
         match fs::write(&path, value) {
             // A host without IPv6 has no such file: nothing to quiet.
-            Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
-                return Err(VirtError::Io {
-                    target: target.clone(),
-                    action: "write",
-                    path: PathBuf::from(path),
-                    source,
-                })
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(VirtError::io(target, "write", Path::new(&path))(e));
             }
             _ => {}
         }
@@ -234,16 +224,7 @@ pub(crate) fn start_shaper(
     profile: &LinkProfile,
 ) -> Result<(), VirtError> {
     stop_shaper(target, dir)?;
-    let io = |action, path: &Path| {
-        let target = target.clone();
-        let path = path.to_path_buf();
-        move |source| VirtError::Io {
-            target,
-            action,
-            path,
-            source,
-        }
-    };
+    let io = |action, path: &Path| VirtError::io(target, action, path);
     fs::create_dir_all(dir).map_err(io("create", dir))?;
     let log_path = dir.join(SHAPER_LOG);
     let log = fs::File::create(&log_path).map_err(io("create", &log_path))?;
@@ -276,15 +257,23 @@ pub(crate) fn start_shaper(
     };
     let pid_path = dir.join(SHAPER_PID);
     fs::write(&pid_path, format!("{}\n", child.id())).map_err(io("write", &pid_path))?;
+    // Running once its log says both sockets are open; exited or silent past the deadline is
+    // a failed start.
     let deadline = Instant::now() + SHAPER_START;
-    while Instant::now() < deadline {
-        if child.try_wait().ok().flatten().is_some() {
+    loop {
+        let log = fs::read_to_string(&log_path).unwrap_or_default();
+        if log.lines().any(|l| l.starts_with(shaper::READY)) {
+            break;
+        }
+        let exited = child.try_wait().ok().flatten();
+        if exited.is_some() || Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
             let _ = fs::remove_file(&pid_path);
-            let log = fs::read_to_string(&log_path).unwrap_or_default();
             return Err(VirtError::CommandFailed {
                 target: target.clone(),
                 command: command.display(),
-                status: "exited at start".to_owned(),
+                status: exited.map_or("not forwarding after 5 s".to_owned(), |s| s.to_string()),
                 stderr_tail: cmd::tail(&log, 8),
             });
         }
@@ -330,13 +319,5 @@ fn is_shaper(pid: u32, dir: &str) -> bool {
 }
 
 fn remove_file(target: &Target, path: &Path) -> Result<(), VirtError> {
-    match fs::remove_file(path) {
-        Err(source) if source.kind() != std::io::ErrorKind::NotFound => Err(VirtError::Io {
-            target: target.clone(),
-            action: "remove",
-            path: path.to_path_buf(),
-            source,
-        }),
-        _ => Ok(()),
-    }
+    super::remove_if_present(target, path, |p| fs::remove_file(p))
 }

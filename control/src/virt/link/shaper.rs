@@ -27,6 +27,9 @@ const QUEUE_FRAMES: usize = 4096;
 /// Largest frame read (the MTU plus headers, with room).
 const FRAME_BUFFER: usize = 16 * 1024;
 
+/// The start of the line a shaper logs once both its sockets are open.
+pub const READY: &str = "lab link-shaper: forwarding";
+
 /// What `lab link-shaper` is told.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShaperArgs {
@@ -120,10 +123,8 @@ fn run(args: &ShaperArgs) -> Result<()> {
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
-    eprintln!(
-        "lab link-shaper: {} <-> {}: {}",
-        args.a, args.b, args.profile
-    );
+    // Both sockets are open: this line is what its starter waits for (READY).
+    eprintln!("{READY} {} <-> {}: {}", args.a, args.b, args.profile);
     let (done_tx, done_rx) = mpsc::channel::<String>();
     let directions = [
         (
