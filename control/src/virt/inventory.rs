@@ -23,33 +23,9 @@ pub fn network_report(
     inv: &crate::inventory::Inventory,
     state_dir: &std::path::Path,
 ) -> Vec<String> {
-    let Some(net) = &inv.virtual_net else {
+    // Reading the network's state needs no key and no binary.
+    let Ok(spec) = spec_of(inv, state_dir, String::new(), PathBuf::new()) else {
         return Vec::new();
-    };
-    let spec = VirtualClusterSpec {
-        cluster: inv.cluster.name.clone(),
-        subnet: net.subnet,
-        prefix_len: net.prefix_len,
-        state_dir: state_dir.to_path_buf(),
-        boards: inv
-            .boards
-            .iter()
-            .filter_map(|b| {
-                Some(VirtualBoardSpec {
-                    name: b.name.clone(),
-                    address: b.address.parse().ok()?,
-                    rootfs: None,
-                    size: crate::inventory::BoardSize::VIRTUAL_DEFAULT,
-                    init: b.init,
-                    login_user: None,
-                    link: b.link.unwrap_or_default(),
-                    dc: b.dc.clone(),
-                })
-            })
-            .collect(),
-        authorized_key: String::new(),
-        lab_binary: PathBuf::new(),
-        wan_delay: net.wan_delay,
     };
     let mut lines = Vec::new();
     for board in &spec.boards {
@@ -81,8 +57,23 @@ pub fn network_report(
 /// cached arm64 root, systemd boards the cached systemd root; both must exist (see
 /// [`create_virtual_boards`]).
 pub fn virtual_spec(ctx: &ClusterContext) -> anyhow::Result<VirtualClusterSpec> {
+    spec_of(
+        &ctx.inventory,
+        ctx.state.root(),
+        ctx.managed_public_key()?,
+        std::env::current_exe().context("locating the lab binary")?,
+    )
+}
+
+/// The `[virtual]` table and its boards as a spec (the key and binary are what booting
+/// needs; readers of the network's state pass anything).
+fn spec_of(
+    inv: &crate::inventory::Inventory,
+    state_dir: &std::path::Path,
+    authorized_key: String,
+    lab_binary: PathBuf,
+) -> anyhow::Result<VirtualClusterSpec> {
     use crate::inventory::{VirtualArch, VirtualInit};
-    let inv = &ctx.inventory;
     let Some(net) = &inv.virtual_net else {
         bail!("{} has no [virtual] table", inv.path.display());
     };
@@ -115,10 +106,10 @@ pub fn virtual_spec(ctx: &ClusterContext) -> anyhow::Result<VirtualClusterSpec> 
         cluster: inv.cluster.name.clone(),
         subnet: net.subnet,
         prefix_len: net.prefix_len,
-        state_dir: ctx.state.root().to_path_buf(),
+        state_dir: state_dir.to_path_buf(),
         boards,
-        authorized_key: ctx.managed_public_key()?,
-        lab_binary: std::env::current_exe().context("locating the lab binary")?,
+        authorized_key,
+        lab_binary,
         wan_delay: net.wan_delay,
     })
 }
