@@ -174,7 +174,7 @@ fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
             out.display(),
             out.display()
         ),
-        _ => write_atomically(&out, &copy)?,
+        _ => crate::state::write_atomic(&out, copy.as_bytes(), crate::state::PUBLIC_MODE)?,
     }
     println!("exercise {}: {title}", e.number);
     println!("your inventory: {}", out.display());
@@ -399,11 +399,4 @@ fn do_actions(lab: &Path, inventory: &Path, during: &[exercise::Action], began: 
             action.lab.join(" ")
         );
     }
-}
-
-fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
-    let tmp = path.with_extension("toml.tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .with_context(|| format!("writing {}", path.display()))
 }
