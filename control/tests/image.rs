@@ -258,6 +258,21 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// The settings flags every settings test gives: a static address behind 192.168.1.1, the
+/// Berlin time zone, Wi-Fi `ssid` with the passphrase in `psk`.
+fn settings_args<'a>(psk: &'a Path, ssid: &'a str) -> [&'a str; 8] {
+    [
+        "--gateway",
+        "192.168.1.1",
+        "--timezone",
+        "Europe/Berlin",
+        "--wifi-ssid",
+        ssid,
+        "--wifi-psk-file",
+        s(psk),
+    ]
+}
+
 /// A Bullseye-style Raspberry Pi OS kernel command line.
 const BULLSEYE_CMDLINE: &str = "console=serial0,115200 console=tty1 root=PARTUUID=6c586e13-02 \
     rootfstype=ext4 fsck.repair=yes rootwait quiet init=/usr/lib/raspi-config/init_resize.sh\n";
@@ -342,20 +357,7 @@ fn a_cloud_init_image_gets_the_boards_first_boot_files_and_bad_input_changes_not
     let out_img = fx.path("pi-3.img");
     let psk = fx.path("wifi.psk");
     std::fs::write(&psk, "pass\"word\\ 1\n").expect("psk");
-    let said = fx.prepare_ok(
-        &base,
-        &out_img,
-        &[
-            "--gateway",
-            "192.168.1.1",
-            "--timezone",
-            "Europe/Berlin",
-            "--wifi-ssid",
-            "Home 5G",
-            "--wifi-psk-file",
-            s(&psk),
-        ],
-    );
+    let said = fx.prepare_ok(&base, &out_img, &settings_args(&psk, "Home 5G"));
     assert!(said.contains("cloud-init image for pi-3"), "{said}");
     assert!(
         said.contains("user-data passes `cloud-init schema`"),
@@ -458,16 +460,7 @@ fn a_raspberry_pi_os_image_gets_firstrun_userconf_ssh_and_the_hook_once() {
     raspios_base(&base, BULLSEYE_CMDLINE);
     let psk = fx.path("wifi.psk");
     std::fs::write(&psk, "password\n").expect("psk");
-    let args = [
-        "--gateway",
-        "192.168.1.1",
-        "--timezone",
-        "Europe/Berlin",
-        "--wifi-ssid",
-        "IEEE",
-        "--wifi-psk-file",
-        s(&psk),
-    ];
+    let args = settings_args(&psk, "IEEE");
     let first = fx.path("pi-3.img");
     let said = fx.prepare_ok(&base, &first, &args);
     assert!(
@@ -969,16 +962,7 @@ fn firstrun_sh_really_configures_a_system_and_removes_its_hook() {
     let fx = Fixture::new("");
     let psk = fx.path("wifi.psk");
     std::fs::write(&psk, "password\n").expect("psk");
-    let args = [
-        "--gateway",
-        "192.168.1.1",
-        "--timezone",
-        "Europe/Berlin",
-        "--wifi-ssid",
-        "IEEE",
-        "--wifi-psk-file",
-        s(&psk),
-    ];
+    let args = settings_args(&psk, "IEEE");
     let base = fx.path("bullseye.img");
     raspios_base(&base, BULLSEYE_CMDLINE);
     let image = fx.path("pi-3.img");
