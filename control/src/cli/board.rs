@@ -76,10 +76,10 @@ async fn run_dc(verb: Verb, inventory: InventoryArg, dc: String) -> anyhow::Resu
             inv.path.display()
         );
     }
-    let ctx = ClusterContext::open_existing(inv)?;
-    let state_dir = ctx.state.root().to_path_buf();
     let name = dc.clone();
     let what = tokio::task::spawn_blocking(move || -> anyhow::Result<&'static str> {
+        let ctx = ClusterContext::open_existing(inv)?;
+        let state_dir = ctx.state.root().to_path_buf();
         let spec = crate::virt::inventory::virtual_spec(&ctx)?;
         let what = match verb {
             Verb::Heal => {

@@ -62,11 +62,12 @@ pub async fn run(args: LinkArgs) -> anyhow::Result<ExitCode> {
     if let Some(problem) = given.problem() {
         bail!("{}: {problem}", board.name);
     }
-    let ctx = ClusterContext::open_existing(inv)?;
-    crate::host_setup::ensure(&[crate::host_setup::ETHTOOL], &mut |l| eprintln!("  {l}"))?;
-    let state_dir = ctx.state.root().to_path_buf();
     let name = board.name.clone();
+    // Opening the cluster reads files and apt-get may run: off the runtime.
     let now = tokio::task::spawn_blocking(move || -> anyhow::Result<LinkProfile> {
+        let ctx = ClusterContext::open_existing(inv)?;
+        crate::host_setup::ensure(&[crate::host_setup::ETHTOOL], &mut |l| eprintln!("  {l}"))?;
+        let state_dir = ctx.state.root().to_path_buf();
         let spec = crate::virt::inventory::virtual_spec(&ctx)?;
         crate::virt::set_link(&spec, &name, &given)?;
         let board = spec.board(&name)?;

@@ -153,7 +153,12 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     );
     let up = boards.iter().filter(|b| b.up).count();
     println!("{up}/{} boards up", boards.len());
-    for line in crate::virt::inventory::network_report(&ctx.inventory, ctx.state.root()) {
+    let (inventory, state_dir) = (ctx.inventory.clone(), ctx.state.root().to_path_buf());
+    let network = tokio::task::spawn_blocking(move || {
+        crate::virt::inventory::network_report(&inventory, &state_dir)
+    })
+    .await?;
+    for line in network {
         println!("{line}");
     }
     for b in &boards {
