@@ -10,6 +10,10 @@ use lab_agent::{logging, shutdown};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
+    // A parent may hand us signals blocked (a board's init that waits for them with sigwait
+    // starts us at boot): whatever we start inherits our mask, and NGINX or the app would
+    // never see the HUP of a reload or the TERM of a stop.
+    let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
     let cli = cli::parse();
     logging::init();
     match run(cli.command) {

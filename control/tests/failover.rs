@@ -162,6 +162,21 @@ fn dead_app_and_cache_leave_their_peers_and_come_back() {
             Err(format!("served by {seen:?}"))
         }
     });
+    // Started at boot by the board's init (which waits for its signals blocked), the agent
+    // and what it runs still get their signals: a blocked HUP would be a reload never done.
+    let masks = cluster.ssh(
+        &addr("app-1"),
+        "for p in $(pgrep -x lab-agent); do grep SigBlk /proc/$p/status; done",
+    );
+    let masks = String::from_utf8_lossy(&masks.stdout).to_string();
+    assert!(
+        masks.lines().count() >= 3,
+        "agent, supervisor, app: {masks}"
+    );
+    assert!(
+        masks.lines().all(|l| l.ends_with("0000000000000000")),
+        "signals blocked after a restart:\n{masks}"
+    );
     // Everything converged: an apply has nothing to send.
     let apply = cluster.lab_ok(&["apply"]);
     assert!(apply.contains("nothing to change"), "{apply}");
