@@ -81,6 +81,12 @@ pub async fn apply_cluster(
             b.unreachable.as_deref().unwrap_or("")
         );
     }
+    // From saving the specs until they are sent, the failover manager waits (it would send
+    // the ones this apply replaces).
+    let applying = {
+        let state = agents.state.root().to_path_buf();
+        tokio::task::spawn_blocking(move || crate::plan::applied::lock(&state)).await??
+    };
     apply::save_applied(agents, &view).await?;
     let changed: Vec<&str> = view.changed_boards().map(|b| b.board.as_str()).collect();
     if changed.is_empty() {
@@ -131,6 +137,7 @@ pub async fn apply_cluster(
             }
         }
     }
+    drop(applying);
     let started = std::time::Instant::now();
     let mut progress = |r: &RoleRow| {
         if json {

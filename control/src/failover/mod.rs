@@ -172,6 +172,15 @@ impl FailoverManager {
     /// One pass: a dead primary replaced, then every live board gets the applied spec without
     /// the `down` boards.
     async fn converge(&self, down: &BTreeSet<String>, cause: Option<&(String, EventKind, u64)>) {
+        // Held until the specs are sent: an apply meanwhile waits, and one that just saved
+        // new specs is waited for (never send what it replaced).
+        let state = self.agents.state.root().to_path_buf();
+        let _applying =
+            match tokio::task::spawn_blocking(move || crate::plan::applied::lock(&state)).await {
+                Ok(Ok(lock)) => lock,
+                Ok(Err(e)) => return self.note_problem(&format!("failover: {e:#}")),
+                Err(e) => return self.note_problem(&format!("failover: {e}")),
+            };
         let (mut applied, topology) = match self.load_state().await {
             Ok(Some(loaded)) => loaded,
             Ok(None) => return, // nothing applied yet: nothing to keep whole

@@ -32,6 +32,31 @@ pub fn load(state_dir: &Path) -> anyhow::Result<Option<AppliedSpecs>> {
     }
 }
 
+/// Lock file in the state dir: held by `lab apply` from saving the specs until it has sent
+/// them, and by the failover manager from reading them until it has sent its own, so the
+/// manager never sends a spec that an apply has just replaced.
+pub const APPLY_LOCK_FILE: &str = "applied.lock";
+
+/// Held while the applied specs are written and sent; released on drop.
+pub struct ApplyLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// Take the lock (waiting for whoever holds it). Blocking: call off the async runtime.
+pub fn lock(state_dir: &Path) -> anyhow::Result<ApplyLock> {
+    let path = state_dir.join(APPLY_LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, errno)| std::io::Error::from(errno))
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(ApplyLock { _lock: lock })
+}
+
 /// Stores `specs` atomically, readable by the owner only.
 pub fn save(state_dir: &Path, specs: &AppliedSpecs) -> anyhow::Result<()> {
     let path = state_dir.join(APPLIED_FILE);
