@@ -383,6 +383,8 @@ async fn the_app_serves_users_and_posts_through_failures_and_reloads() {
             cache_peer("cache-1", cache_addrs[0]),
             cache_peer("cache-2", cache_addrs[1]),
         ],
+        cache_hashing: Default::default(),
+        sessions: Default::default(),
         jwt_key: JWT_KEY.into(),
         token_ttl_secs: 3600,
         cache_ttl_secs: 60,

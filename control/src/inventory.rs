@@ -315,6 +315,10 @@ pub struct Inventory {
     pub files: Option<Vec<BucketPlacement>>,
     /// The CDN edges' settings (`[cdn] policy`).
     pub cdn: CdnSettings,
+    /// How the apps spread keys over the cache boards (`[cache] hashing`).
+    pub cache_hashing: lab_api::spec::CacheHashing,
+    /// Where the apps keep logins (`[app] sessions`).
+    pub sessions: lab_api::spec::Sessions,
 }
 
 /// `[cdn]`: how the edges keep objects.
@@ -475,6 +479,8 @@ struct RawInventory {
     lb: Option<Spanned<RawLb>>,
     files: Option<std::collections::BTreeMap<String, Spanned<RawBucket>>>,
     cdn: Option<RawCdn>,
+    cache: Option<RawCache>,
+    app: Option<RawApp>,
     links: Option<std::collections::BTreeMap<String, Spanned<RawLink>>>,
 }
 
@@ -525,6 +531,18 @@ struct RawBucket {
     board: Spanned<String>,
     max_object: Option<Spanned<String>>,
     replica: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    sessions: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    hashing: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1041,21 +1059,52 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
     let db = db_group(raw.db.as_ref(), &boards, &lines, &mut problem);
     let mut lb = LbSettings::default();
     if let Some(algorithm) = raw.lb.as_ref().and_then(|t| t.get_ref().algorithm.as_ref()) {
-        match lab_api::spec::LbAlgorithm::parse(algorithm.get_ref()) {
-            Some(a) => lb.algorithm = a,
-            None => problem(
-                algorithm.span(),
+        use lab_api::spec::LbAlgorithm;
+        match one_of(
+            algorithm.get_ref(),
+            "[lb] algorithm",
+            &LbAlgorithm::ALL,
+            LbAlgorithm::as_str,
+        ) {
+            Ok(a) => lb.algorithm = a,
+            Err(msg) => problem(algorithm.span(), None, msg),
+        }
+    }
+    let mut cache_hashing = lab_api::spec::CacheHashing::default();
+    if let Some(hashing) = raw.cache.as_ref().and_then(|c| c.hashing.as_ref()) {
+        use lab_api::spec::CacheHashing;
+        match one_of(
+            hashing.get_ref(),
+            "[cache] hashing",
+            &CacheHashing::ALL,
+            CacheHashing::as_str,
+        ) {
+            Ok(h) => cache_hashing = h,
+            Err(msg) => problem(hashing.span(), None, msg),
+        }
+    }
+    let mut sessions = lab_api::spec::Sessions::default();
+    if let Some(given) = raw.app.as_ref().and_then(|a| a.sessions.as_ref()) {
+        use lab_api::spec::Sessions;
+        let any_cache = boards.iter().any(|b| match &b.roles {
+            RoleSpec::Auto => true,
+            RoleSpec::Given(roles) => roles.contains(&Role::Cache),
+        });
+        match one_of(
+            given.get_ref(),
+            "[app] sessions",
+            &Sessions::ALL,
+            Sessions::as_str,
+        ) {
+            Ok(Sessions::Shared) if !any_cache => problem(
+                given.span(),
                 None,
-                format!(
-                    "[lb] algorithm `{}` is unknown (known: {})",
-                    algorithm.get_ref(),
-                    lab_api::spec::LbAlgorithm::ALL
-                        .iter()
-                        .map(|a| a.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                "[app] sessions = \"shared\" keeps logins on the cache boards, and no board \
+                 has the cache role: give one `roles = [\"cache\"]`, or use \"jwt\""
+                    .to_owned(),
             ),
+            Ok(kind) => sessions = kind,
+            Err(msg) => problem(given.span(), None, msg),
         }
     }
     let floating = raw
@@ -1221,7 +1270,26 @@ pub fn parse(path: &Path, text: &str) -> Result<Inventory, InventoryError> {
         lb,
         files,
         cdn,
+        cache_hashing,
+        sessions,
     })
+}
+
+/// `given` as one of `all` (by `name`), or the problem in words: "`what` `x` is unknown
+/// (known: a, b)".
+fn one_of<T: Copy>(
+    given: &str,
+    what: &str,
+    all: &[T],
+    name: impl Fn(T) -> &'static str,
+) -> Result<T, String> {
+    all.iter()
+        .copied()
+        .find(|t| name(*t) == given)
+        .ok_or_else(|| {
+            let known: Vec<&str> = all.iter().map(|t| name(*t)).collect();
+            format!("{what} `{given}` is unknown (known: {})", known.join(", "))
+        })
 }
 
 /// A virtual board's size: its own `cpus` and `memory`, else its model's, else
@@ -1801,6 +1869,21 @@ arch = "arm64"
                 "floating address that is a board's",
                 "[cluster]\nname=\"c\"\n[lb]\nfloating_address=\"10.0.0.2\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"lb\"]\n",
                 "inv.toml:4: [lb] floating_address: 10.0.0.2 is board `a`'s address; pick a free one",
+            ),
+            (
+                "shared sessions without a cache board",
+                "[cluster]\nname=\"c\"\n[app]\nsessions=\"shared\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"app\"]\n",
+                "inv.toml:4: [app] sessions = \"shared\" keeps logins on the cache boards, and no board has the cache role",
+            ),
+            (
+                "an unknown session store",
+                "[cluster]\nname=\"c\"\n[app]\nsessions=\"cookies\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"app\"]\n",
+                "inv.toml:4: [app] sessions `cookies` is unknown (known: jwt, local, shared)",
+            ),
+            (
+                "an unknown cache hashing",
+                "[cluster]\nname=\"c\"\n[cache]\nhashing=\"rendezvous\"\n[[board]]\nname=\"a\"\naddress=\"10.0.0.2\"\nroles=[\"cache\"]\n",
+                "inv.toml:4: [cache] hashing `rendezvous` is unknown (known: ring, modulo)",
             ),
             (
                 "floating address that does not parse",

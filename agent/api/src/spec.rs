@@ -374,6 +374,78 @@ impl std::fmt::Display for LbAlgorithm {
     }
 }
 
+/// How the apps spread cache keys over the cache boards (`[cache] hashing`): the classroom
+/// switch of the consistent-hashing exercise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum CacheHashing {
+    /// Consistent hashing: a ring of points per board; a board leaving or joining moves
+    /// about 1/N of the keys.
+    #[default]
+    Ring,
+    /// `hash(key) mod` the live boards: a board leaving or joining moves most keys.
+    Modulo,
+}
+
+impl CacheHashing {
+    pub const ALL: [CacheHashing; 2] = [CacheHashing::Ring, CacheHashing::Modulo];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheHashing::Ring => "ring",
+            CacheHashing::Modulo => "modulo",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CacheHashing> {
+        CacheHashing::ALL.into_iter().find(|h| h.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for CacheHashing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where the apps keep who is logged in (`[app] sessions`): the classroom switch of the
+/// stateless-tier exercise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sessions {
+    /// Nowhere: the login token is a signed JWT any app board can check (stateless).
+    #[default]
+    Jwt,
+    /// In the memory of the app board that logged the user in: another board does not know
+    /// the session, and it dies with its board.
+    Local,
+    /// In memcached, on the cache boards: every app board finds it; it dies with its cache
+    /// board.
+    Shared,
+}
+
+impl Sessions {
+    pub const ALL: [Sessions; 3] = [Sessions::Jwt, Sessions::Local, Sessions::Shared];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sessions::Jwt => "jwt",
+            Sessions::Local => "local",
+            Sessions::Shared => "shared",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Sessions> {
+        Sessions::ALL.into_iter().find(|h| h.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One app board behind the LB.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -397,6 +469,12 @@ pub struct AppConfig {
     pub db: AppDb,
     /// Every cache board, in plan order (the app hashes keys over them).
     pub caches: Vec<CachePeer>,
+    /// How keys are spread over `caches`.
+    #[serde(default)]
+    pub cache_hashing: CacheHashing,
+    /// Where logins are kept.
+    #[serde(default)]
+    pub sessions: Sessions,
     /// Key signing the app's tokens (HS256), per cluster, secret.
     pub jwt_key: String,
     /// How long a login token is valid.
@@ -431,6 +509,8 @@ impl std::fmt::Debug for AppConfig {
             .field("port", &self.port)
             .field("db", &self.db)
             .field("caches", &self.caches)
+            .field("cache_hashing", &self.cache_hashing)
+            .field("sessions", &self.sessions)
             .field("token_ttl_secs", &self.token_ttl_secs)
             .field("cache_ttl_secs", &self.cache_ttl_secs)
             .finish_non_exhaustive()

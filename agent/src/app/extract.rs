@@ -1,6 +1,6 @@
 //! What handlers take from a request: a JSON body (bounded by
 //! [`lab_api::app::MAX_BODY_BYTES`], unknown fields refused, every refusal a JSON error) and
-//! the login token (`Authorization: Bearer <token>`), required ([`Authed`]) or optional
+//! the login token (`Authorization: Bearer <token>`, checked by [`super::sessions`]), required ([`Authed`]) or optional
 //! ([`MaybeAuthed`]: none is fine, a bad one is still 401).
 
 use std::sync::Arc;
@@ -14,8 +14,9 @@ use lab_api::app::MAX_BODY_BYTES;
 use serde::de::DeserializeOwned;
 
 use super::error::Failure;
+use super::sessions;
 use super::state::App;
-use super::token::{Claims, TokenError};
+use super::token::{Claims, MAX_TOKEN_BYTES};
 
 /// A JSON body of type `T`.
 pub struct JsonBody<T>(pub T);
@@ -47,8 +48,9 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The claims of the request's token; None without an `Authorization` header.
-fn claims(parts: &Parts, app: &App) -> Result<Option<Claims>, Failure> {
+/// The claims of the request's token (a JWT, or a session kept where the config says);
+/// None without an `Authorization` header.
+async fn claims(parts: &Parts, app: &App) -> Result<Option<Claims>, Failure> {
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -57,16 +59,13 @@ fn claims(parts: &Parts, app: &App) -> Result<Option<Claims>, Failure> {
         .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| Failure::unauthorized("Authorization must be \"Bearer <token>\""))?;
-    app.backends()
-        .tokens
-        .verify(token.trim(), unix_now())
+    let token = token.trim();
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(Failure::unauthorized("the token is malformed"));
+    }
+    sessions::check(&app.backends(), &app.sessions, token, unix_now())
+        .await
         .map(Some)
-        .map_err(|err| {
-            Failure::unauthorized(match err {
-                TokenError::Expired => "the token expired: log in again".to_string(),
-                other => other.to_string(),
-            })
-        })
 }
 
 /// A request with a valid token.
@@ -79,7 +78,7 @@ impl FromRequestParts<Arc<App>> for Authed {
     type Rejection = Failure;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Failure> {
-        claims(parts, app)?.map(Authed).ok_or_else(|| {
+        claims(parts, app).await?.map(Authed).ok_or_else(|| {
             Failure::unauthorized("this needs a login token (Authorization: Bearer <token>)")
         })
     }
@@ -89,6 +88,6 @@ impl FromRequestParts<Arc<App>> for MaybeAuthed {
     type Rejection = Failure;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Failure> {
-        claims(parts, app).map(MaybeAuthed)
+        claims(parts, app).await.map(MaybeAuthed)
     }
 }

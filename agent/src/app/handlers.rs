@@ -25,6 +25,7 @@ use super::db::{Freshness, QueryFuture, Served};
 use super::error::Failure;
 use super::extract::{unix_now, Authed, JsonBody, MaybeAuthed};
 use super::queries;
+use super::sessions;
 use super::state::{App, Backends};
 use super::token::Claims;
 use super::validate;
@@ -212,12 +213,13 @@ pub async fn login(
     };
     let now = unix_now();
     let expires_at = now.saturating_add(backends.config.token_ttl_secs);
-    let token = backends.tokens.sign(&Claims {
+    let claims = Claims {
         sub: user.id.to_string(),
         name: user.name.clone(),
         iat: now,
         exp: expires_at,
-    });
+    };
+    let token = sessions::open(&backends, &app.sessions, &claims, now).await?;
     let answer = Token {
         token,
         expires_at,

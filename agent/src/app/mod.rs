@@ -28,6 +28,7 @@ pub mod histogram;
 pub mod password;
 pub mod queries;
 pub mod routes;
+pub mod sessions;
 pub mod state;
 pub mod stats;
 pub mod token;

@@ -12,6 +12,7 @@ use lab_api::spec::AppConfig;
 use super::cache::Cache;
 use super::db::Db;
 use super::password::Hasher;
+use super::sessions::LocalSessions;
 use super::stats::Stats;
 use super::token::TokenKey;
 
@@ -36,7 +37,7 @@ impl Backends {
         db.warm();
         Backends {
             db,
-            cache: Cache::new(&config.caches, stats.clone()),
+            cache: Cache::new(&config.caches, config.cache_hashing, stats.clone()),
             tokens: TokenKey::new(config.jwt_key.as_bytes()),
             config,
         }
@@ -68,6 +69,8 @@ pub struct App {
     current: RwLock<Arc<Backends>>,
     pub stats: Arc<Stats>,
     pub hasher: Hasher,
+    /// Logins kept in this process (`sessions = "local"`); they outlive reloads.
+    pub sessions: LocalSessions,
 }
 
 impl App {
@@ -76,6 +79,7 @@ impl App {
             current: RwLock::new(Arc::new(backends)),
             stats,
             hasher: Hasher::new(),
+            sessions: LocalSessions::default(),
         }
     }
 

@@ -225,6 +225,16 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut judged = 0usize;
     for (i, c) in e.checks.iter().enumerate() {
         let findings = match (&c.expect, &c.answer) {
+            (None, None) if !c.apart.is_empty() => {
+                println!("check: {}", c.name);
+                match running_roles(&inventory) {
+                    Ok(running) => expect::judge_apart(&c.apart, &running),
+                    Err(err) => vec![expect::Finding {
+                        passed: false,
+                        text: format!("could not ask the boards what they run: {err:#}"),
+                    }],
+                }
+            }
             (Some(bounds), _) => {
                 let seconds = if args.fast { c.fast_seconds } else { c.seconds };
                 println!(
@@ -233,7 +243,18 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
                     c.load.join(" ")
                 );
                 match measure(&inventory, &c.load, seconds, &c.during, i) {
-                    Ok(run) => expect::judge(bounds, &run),
+                    Ok((run, failed_actions)) => {
+                        let killed: Vec<&str> = c
+                            .during
+                            .iter()
+                            .filter(|a| a.lab.first().is_some_and(|verb| verb == "kill"))
+                            .filter_map(|a| a.lab.get(1).map(String::as_str))
+                            .collect();
+                        let mut findings = failed_actions;
+                        findings.extend(expect::judge_drill(&killed, &run));
+                        findings.extend(expect::judge(bounds, &run));
+                        findings
+                    }
                     Err(err) => vec![expect::Finding {
                         passed: false,
                         text: format!("the load run did not finish: {err:#}"),
@@ -267,6 +288,46 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// What each board's agent says runs there (`lab status --json`): board, roles running.
+fn running_roles(inventory: &Path) -> anyhow::Result<Vec<(String, Vec<lab_api::roles::Role>)>> {
+    let lab = std::env::current_exe().context("locating the lab binary")?;
+    let out = Command::new(lab)
+        .args(["status", "--json", "-i"])
+        .arg(inventory)
+        .stdin(Stdio::null())
+        .output()
+        .context("running lab status")?;
+    if !out.status.success() {
+        bail!(
+            "lab status failed: {}",
+            crate::report::last_lines(&String::from_utf8_lossy(&out.stderr), 3)
+        );
+    }
+    #[derive(serde::Deserialize)]
+    struct Board {
+        board: String,
+        health: Option<lab_api::Health>,
+    }
+    let boards: Vec<Board> =
+        serde_json::from_slice(&out.stdout).context("reading lab status --json")?;
+    Ok(boards
+        .into_iter()
+        .map(|b| {
+            let running = b
+                .health
+                .map(|h| {
+                    h.roles
+                        .into_iter()
+                        .filter(|r| r.state == lab_api::spec::RoleState::Running)
+                        .map(|r| r.role)
+                        .collect()
+                })
+                .unwrap_or_default();
+            (b.board, running)
+        })
+        .collect())
+}
+
 /// The student's `--answer` against the exercise's.
 fn judge_answer(given: Option<&str>, wanted: &str, number: u32) -> expect::Finding {
     match given {
@@ -290,14 +351,15 @@ fn judge_answer(given: Option<&str>, wanted: &str, number: u32) -> expect::Findi
 }
 
 /// One `lab load` run against the student's cluster, with the check's actions done during
-/// it; its summary's figures and its seconds.
+/// it; its summary's figures and its seconds, and a failed finding for each action that
+/// failed (a drill whose plug could not be pulled measured nothing).
 fn measure(
     inventory: &Path,
     load: &[String],
     seconds: u32,
     during: &[exercise::Action],
     index: usize,
-) -> anyhow::Result<expect::RunFigures> {
+) -> anyhow::Result<(expect::RunFigures, Vec<expect::Finding>)> {
     let out = std::env::temp_dir().join(format!(
         "lab-exercise-{}-{index}-{}",
         std::process::id(),
@@ -335,9 +397,10 @@ fn measure(
             }
             lines
         });
+        let mut failed_actions = Vec::new();
         if !during.is_empty() {
             if let Ok(began) = measured.recv_timeout(SETUP_LIMIT) {
-                do_actions(&lab, inventory, during, began);
+                failed_actions = do_actions(&lab, inventory, during, began);
             }
         }
         let status = child.wait().context("waiting for lab load")?;
@@ -357,7 +420,7 @@ fn measure(
                 .with_context(|| format!("reading {}", timeline.display()))?,
         )
         .with_context(|| format!("reading {}", timeline.display()))?;
-        Ok(figures)
+        Ok((figures, failed_actions))
     })();
     let _ = std::fs::remove_dir_all(&out);
     result
@@ -366,8 +429,15 @@ fn measure(
 /// Longest the app setup of a check's load may take before its actions are given up.
 const SETUP_LIMIT: Duration = Duration::from_secs(120);
 
-/// Run each action at its time (seconds after `began`), saying what it did.
-fn do_actions(lab: &Path, inventory: &Path, during: &[exercise::Action], began: Instant) {
+/// Run each action at its time (seconds after `began`), saying what it did; a failed
+/// finding for each one that failed.
+fn do_actions(
+    lab: &Path,
+    inventory: &Path,
+    during: &[exercise::Action],
+    began: Instant,
+) -> Vec<expect::Finding> {
+    let mut failed = Vec::new();
     let mut actions: Vec<&exercise::Action> = during.iter().collect();
     actions.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
     for action in actions {
@@ -398,5 +468,16 @@ fn do_actions(lab: &Path, inventory: &Path, during: &[exercise::Action], began: 
             action.at_s + 1.0,
             action.lab.join(" ")
         );
+        if !matches!(&done, Ok(o) if o.status.success()) {
+            failed.push(expect::Finding {
+                passed: false,
+                text: format!(
+                    "the drill's `lab {}` {said}: nothing was drilled (on a fresh cluster: \
+                     `lab exercise start N --reset`)",
+                    action.lab.join(" ")
+                ),
+            });
+        }
     }
+    failed
 }

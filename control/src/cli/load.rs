@@ -31,6 +31,10 @@ Examples:
   lab load --rate 500 --duration 2m          # 500 req/s for two minutes; watch `lab top` meanwhile
   lab load --rate 200 --read-ratio 0.5       # half the requests write: the database primary works
   lab load --zipf 0 --keys 10000             # uniform reads over many posts: the cache misses more
+  lab load --mix objects --keys 200 --rate 100 # uploads, then GETs on the CDN edge: X-Cache HIT/MISS
+  lab load --sweep --read-ratio 1 --keys 200 --rate 100
+                                             # every post in turn, one pass each 2 s: kill a cache
+                                             # board meanwhile and one pass's misses are the moved keys
   lab load --url http://127.0.0.1:8080/ --mix static --rate 0 -c 50 --duration 10s
                                              # any web server, as fast as 50 connections go (like wrk)
   lab load --rate 1000 --json > result.json  # the summary as JSON for a script
@@ -70,8 +74,10 @@ pub struct LoadArgs {
     /// there would; when it cannot be reached, through the next region's edge.
     #[arg(long, value_name = "NAME")]
     pub region: Option<String>,
-    /// What to send: `app` (the app's API: setup, then reads and writes) or `static` (GET the
-    /// URL only, to compare with wrk).
+    /// What to send: `app` (the app's API: setup, then reads and writes), `objects` (setup
+    /// uploads --keys objects of 16 KiB through the app, then GETs them, Zipf-hot, where the
+    /// app says they are: the CDN edge, else the files board) or `static` (GET the URL only,
+    /// to compare with wrk).
     #[arg(long, value_enum, default_value_t = Mix::App)]
     pub mix: Mix,
     /// Requests per second, sent on a fixed schedule (open loop), up to 1000000. 0 or absent:
@@ -103,6 +109,14 @@ pub struct LoadArgs {
     /// reaches the database: compare with a run without it to see what the cache buys.
     #[arg(long)]
     pub no_cache: bool,
+    /// App mix: reads walk the seeded posts in order, each once per pass (no Zipf, no lists):
+    /// after a cache board leaves or joins, one pass's misses are the keys that moved.
+    #[arg(long, conflicts_with = "no_cache")]
+    pub sweep: bool,
+    /// App mix: after the run, read back every write the app acknowledged (bypassing the
+    /// cache) and count the ones it lost: run it across a failover to see what was lost.
+    #[arg(long)]
+    pub verify_writes: bool,
     /// Seed of the request choices (the same seed makes the same sequence).
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
@@ -116,6 +130,13 @@ pub struct LoadArgs {
 }
 
 pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    if args.mix != Mix::App && (args.verify_writes || args.sweep || args.no_cache) {
+        anyhow::bail!(
+            "--verify-writes, --sweep and --no-cache are about the app mix's posts; --mix {} \
+             sends no writes and reads no posts",
+            args.mix
+        );
+    }
     let url_text = match &args.url {
         Some(u) => u.clone(),
         None => {
@@ -167,6 +188,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             read_ratio: args.read_ratio,
             zipf: args.zipf,
             no_cache: args.no_cache,
+            sweep: args.sweep,
         },
         seed,
         run_id: run_id(clock_seed()),
@@ -267,6 +289,16 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         seconds: result.rows.len(),
     });
     summary.events = marked;
+    if args.verify_writes && cfg.mix == Mix::App {
+        let ids = &result.totals.acknowledged_writes;
+        progress.say(&format!(
+            "reading back the {} acknowledged write(s)...",
+            ids.len()
+        ));
+        summary.writes = Some(
+            load::verify::read_back(target.clone(), ids, cfg.timeout, load::verify::SETTLE).await,
+        );
+    }
     let written = {
         let (dir, rows, summary) = (dir.clone(), result.rows.clone(), summary.clone());
         tokio::task::spawn_blocking(move || files::write_all(&dir, &rows, &summary))

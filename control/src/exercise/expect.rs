@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use lab_api::roles::Role;
 use serde::Deserialize;
 
 /// Bounds on one run's figures; each one given is checked.
@@ -31,6 +32,27 @@ pub struct Expect {
     pub healed_for_s: Option<u64>,
     /// Seconds from the first failure to the last, at most (the failover window).
     pub window_s_max: Option<u64>,
+    /// The cache keys a change during the run moved, from a `--sweep` run's misses.
+    pub moved: Option<MovedKeys>,
+    /// Acknowledged writes the cluster no longer had after the run, at most (the run needs
+    /// `--verify-writes`).
+    pub lost_writes_max: Option<u64>,
+}
+
+/// The share of cache keys a change moved: the cache misses of the timeline's seconds
+/// `from_s..=to_s` (which begin at the change and hold at least one whole pass of a
+/// `--sweep` run) over `keys` (the posts swept). Each key that moved misses once, at its
+/// first read after the change; a key that stayed hits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MovedKeys {
+    pub from_s: u64,
+    pub to_s: u64,
+    pub keys: u64,
+    /// Share moved, at most.
+    pub max: Option<f64>,
+    /// Share moved, at least.
+    pub min: Option<f64>,
 }
 
 impl Expect {
@@ -51,6 +73,21 @@ impl Expect {
         if self.p99_ms_max.is_some_and(|v| v <= 0.0) {
             return Some("p99_ms_max must be above 0".to_owned());
         }
+        if let Some(m) = &self.moved {
+            if m.from_s == 0 || m.to_s < m.from_s || m.keys == 0 {
+                return Some(
+                    "moved needs 1 <= from_s <= to_s (timeline seconds) and keys above 0"
+                        .to_owned(),
+                );
+            }
+            if [m.max, m.min]
+                .into_iter()
+                .flatten()
+                .any(|v| !(0.0..=1.0).contains(&v))
+            {
+                return Some("moved's max and min are shares, between 0 and 1".to_owned());
+            }
+        }
         None
     }
 }
@@ -60,6 +97,10 @@ impl Expect {
 pub struct SecondFigures {
     pub t: u64,
     pub errors: u64,
+    #[serde(default)]
+    pub hits: u64,
+    #[serde(default)]
+    pub misses: u64,
 }
 
 /// The figures of a `lab load` summary.json that checks look at.
@@ -75,9 +116,22 @@ pub struct RunFigures {
     pub db: DbFigures,
     #[serde(default)]
     pub latency_ms: LatencyFigures,
+    /// The acknowledged writes read back (`--verify-writes`).
+    #[serde(default)]
+    pub writes: Option<crate::load::verify::WriteCheck>,
+    /// What the control plane logged during the run.
+    #[serde(default)]
+    pub events: Vec<EventFigures>,
     /// The run's seconds (from timeline.json, not the summary).
     #[serde(skip)]
     pub seconds: Vec<SecondFigures>,
+}
+
+/// One event of the control plane's log during the run (`down`, `up`, `info`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct EventFigures {
+    pub board: String,
+    pub kind: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -282,6 +336,67 @@ pub fn judge(expect: &Expect, run: &RunFigures) -> Vec<Finding> {
             },
         );
     }
+    if let Some(m) = &expect.moved {
+        let (hits, misses) = run
+            .seconds
+            .iter()
+            .filter(|s| (m.from_s..=m.to_s).contains(&s.t))
+            .fold((0, 0), |(h, n), s| (h + s.hits, n + s.misses));
+        let share = misses as f64 / m.keys as f64;
+        let span = format!("seconds {}-{}", m.from_s, m.to_s);
+        if hits + misses < m.keys {
+            add(
+                false,
+                format!(
+                    "only {} reads went through a cache in {span}, less than one pass over the {} keys \
+                     (was the run a --sweep, and long enough?)",
+                    hits + misses,
+                    m.keys
+                ),
+            );
+        } else {
+            let wanted = match (m.min, m.max) {
+                (Some(lo), Some(hi)) => format!("between {} and {}", percent(lo), percent(hi)),
+                (Some(lo), None) => format!("at least {}", percent(lo)),
+                (None, Some(hi)) => format!("at most {}", percent(hi)),
+                (None, None) => "any share".to_owned(),
+            };
+            add(
+                m.min.is_none_or(|lo| share >= lo) && m.max.is_none_or(|hi| share <= hi),
+                format!(
+                    "the change moved {misses} of {} keys ({}: the cache misses in {span}, \
+                     {hits} hits; wanted {wanted})",
+                    m.keys,
+                    percent(share)
+                ),
+            );
+        }
+    }
+    if let Some(max) = expect.lost_writes_max {
+        match &run.writes {
+            None => add(
+                false,
+                "the run did not read its writes back (its load needs --verify-writes)".to_owned(),
+            ),
+            Some(w) => add(
+                w.lost <= max && w.acknowledged > 0,
+                if w.acknowledged == 0 {
+                    "no write was acknowledged: nothing to lose, nothing shown".to_owned()
+                } else {
+                    format!(
+                        "{} of {} acknowledged writes lost (read back after the run{}; wanted at most {max})",
+                        w.lost,
+                        w.acknowledged,
+                        if w.unverified > 0 {
+                            format!(", {} unanswered", w.unverified)
+                        } else {
+                            String::new()
+                        }
+                    )
+                },
+            ),
+        }
+    }
     if let Some(max) = expect.p99_ms_max {
         add(
             run.latency_ms.p99 <= max && run.ok > 0,
@@ -290,6 +405,73 @@ pub fn judge(expect: &Expect, run: &RunFigures) -> Vec<Finding> {
                 run.latency_ms.p99
             ),
         );
+    }
+    findings
+}
+
+/// A drill pulled a plug only if the control plane saw the board go down during the run:
+/// one finding per board the drill's `lab kill` names (a board already down, or a control
+/// plane that is not running, drills nothing).
+pub fn judge_drill(killed: &[&str], run: &RunFigures) -> Vec<Finding> {
+    killed
+        .iter()
+        .map(|board| {
+            let seen = run
+                .events
+                .iter()
+                .any(|e| e.board == *board && e.kind == "down");
+            Finding {
+                passed: seen,
+                text: if seen {
+                    format!("the control plane saw {board} go down")
+                } else {
+                    format!(
+                        "the control plane never saw {board} go down during the run: was it down \
+                         already, or is `lab serve` stopped? (a fresh cluster: lab exercise start N --reset)"
+                    )
+                },
+            }
+        })
+        .collect()
+}
+
+/// Judge whether each of `roles` runs, and on a board of its own: `running` is what each
+/// board's agent says runs there (board, roles in state running).
+pub fn judge_apart(roles: &[Role], running: &[(String, Vec<Role>)]) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let holders = |role: Role| -> Vec<&str> {
+        running
+            .iter()
+            .filter(|(_, r)| r.contains(&role))
+            .map(|(b, _)| b.as_str())
+            .collect()
+    };
+    for role in roles {
+        let on = holders(*role);
+        findings.push(Finding {
+            passed: !on.is_empty(),
+            text: if on.is_empty() {
+                format!("no board runs {role} (`lab status` says why)")
+            } else {
+                format!("{role} runs on {}", on.join(", "))
+            },
+        });
+    }
+    for (board, held) in running {
+        let shared: Vec<String> = roles
+            .iter()
+            .filter(|r| held.contains(r))
+            .map(|r| r.to_string())
+            .collect();
+        if shared.len() > 1 {
+            findings.push(Finding {
+                passed: false,
+                text: format!(
+                    "{board} still runs {} together (wanted each on a board of its own)",
+                    shared.join(" and ")
+                ),
+            });
+        }
     }
     findings
 }
@@ -310,6 +492,8 @@ mod tests {
                 replica: 0,
             },
             latency_ms: LatencyFigures { p99: 12.0 },
+            writes: None,
+            events: Vec::new(),
             seconds: Vec::new(),
         }
     }
@@ -406,6 +590,7 @@ mod tests {
                 .map(|t| SecondFigures {
                     t,
                     errors: errors.iter().find(|(s, _)| *s == t).map_or(0, |(_, e)| *e),
+                    ..SecondFigures::default()
                 })
                 .collect()
         };
@@ -440,5 +625,150 @@ mod tests {
         assert!(bad
             .problem()
             .is_some_and(|p| p.contains("served_by_share_max")));
+    }
+
+    #[test]
+    fn apart_roles_each_need_a_board_of_their_own() {
+        let roles = [Role::App, Role::DbMaster];
+        let together = vec![
+            (
+                "server-1".to_owned(),
+                vec![Role::Lb, Role::App, Role::DbMaster],
+            ),
+            ("db-1".to_owned(), vec![]),
+        ];
+        let findings = judge_apart(&roles, &together);
+        let missed: Vec<&str> = findings
+            .iter()
+            .filter(|f| !f.passed)
+            .map(|f| f.text.as_str())
+            .collect();
+        assert_eq!(
+            missed,
+            ["server-1 still runs app and db-master together (wanted each on a board of its own)"]
+        );
+        let moved = vec![
+            ("server-1".to_owned(), vec![Role::Lb, Role::App]),
+            ("db-1".to_owned(), vec![Role::DbMaster]),
+        ];
+        assert!(judge_apart(&roles, &moved).iter().all(|f| f.passed));
+        let gone = vec![("server-1".to_owned(), vec![Role::Lb, Role::App])];
+        let findings = judge_apart(&roles, &gone);
+        assert!(findings
+            .iter()
+            .any(|f| !f.passed && f.text.starts_with("no board runs db-master")));
+    }
+
+    #[test]
+    fn moved_keys_are_one_passes_misses() {
+        let second = |t, hits, misses| SecondFigures {
+            t,
+            errors: 0,
+            hits,
+            misses,
+        };
+        let expect = Expect {
+            moved: Some(MovedKeys {
+                from_s: 3,
+                to_s: 4,
+                keys: 100,
+                max: Some(0.45),
+                min: None,
+            }),
+            ..Expect::default()
+        };
+        assert!(expect.problem().is_none());
+        let mut r = run(&[("app-1", 400)], 0, 0, 0);
+        // Warm, then a third of the keys moved (missed once), then all hits again.
+        r.seconds = vec![
+            second(1, 0, 100),
+            second(2, 100, 0),
+            second(3, 67, 33),
+            second(4, 100, 0),
+        ];
+        let f = judge(&expect, &r);
+        assert!(f[0].passed, "{f:?}");
+        assert!(
+            f[0].text
+                .starts_with("the change moved 33 of 100 keys (33.0 %"),
+            "{f:?}"
+        );
+        // Modulo hashing: two thirds moved.
+        r.seconds[2] = second(3, 33, 67);
+        assert!(!judge(&expect, &r)[0].passed);
+        // No cache in the way at all: nothing to judge by.
+        r.seconds = vec![second(3, 0, 0), second(4, 0, 0)];
+        let f = judge(&expect, &r);
+        assert!(
+            !f[0].passed && f[0].text.starts_with("only 0 reads"),
+            "{f:?}"
+        );
+        let broken = Expect {
+            moved: Some(MovedKeys {
+                from_s: 4,
+                to_s: 3,
+                keys: 100,
+                max: None,
+                min: None,
+            }),
+            ..Expect::default()
+        };
+        assert!(broken.problem().is_some());
+    }
+
+    #[test]
+    fn lost_writes_are_counted_from_the_read_back() {
+        use crate::load::verify::WriteCheck;
+        let expect = Expect {
+            lost_writes_max: Some(0),
+            ..Expect::default()
+        };
+        let mut r = run(&[("app-1", 100)], 0, 0, 0);
+        let f = judge(&expect, &r);
+        assert!(
+            !f[0].passed && f[0].text.contains("--verify-writes"),
+            "{f:?}"
+        );
+        r.writes = Some(WriteCheck {
+            acknowledged: 40,
+            found: 40,
+            ..WriteCheck::default()
+        });
+        let f = judge(&expect, &r);
+        assert!(f[0].passed, "{f:?}");
+        assert_eq!(
+            f[0].text,
+            "0 of 40 acknowledged writes lost (read back after the run; wanted at most 0)"
+        );
+        r.writes = Some(WriteCheck {
+            acknowledged: 40,
+            found: 37,
+            lost: 3,
+            lost_ids: vec![7, 8, 9],
+            ..WriteCheck::default()
+        });
+        assert!(!judge(&expect, &r)[0].passed);
+    }
+
+    #[test]
+    fn a_drill_counts_only_when_the_board_was_seen_going_down() {
+        let mut r = run(&[("app-1", 100)], 0, 0, 0);
+        let f = judge_drill(&["app-2"], &r);
+        assert!(
+            !f[0].passed && f[0].text.contains("never saw app-2 go down"),
+            "{f:?}"
+        );
+        r.events = vec![
+            EventFigures {
+                board: "app-2".into(),
+                kind: "info".into(),
+            },
+            EventFigures {
+                board: "app-2".into(),
+                kind: "down".into(),
+            },
+        ];
+        let f = judge_drill(&["app-2"], &r);
+        assert!(f[0].passed, "{f:?}");
     }
 }

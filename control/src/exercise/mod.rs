@@ -86,6 +86,10 @@ pub struct Check {
     /// What the check does to the cluster while its load runs (a drill).
     #[serde(default)]
     pub during: Vec<Action>,
+    /// Roles that must run, each on a board of its own (`["app", "db-master"]`): judged
+    /// from what the agents say they run (`lab status`), not from the inventory.
+    #[serde(default)]
+    pub apart: Vec<lab_api::roles::Role>,
 }
 
 /// A `lab` command run during a check's load, `at_s` seconds after its first measured second.
@@ -157,11 +161,12 @@ pub fn load(dir: &Path) -> anyhow::Result<Exercise> {
         );
     }
     for check in &raw.check {
-        match (&check.expect, &check.answer) {
-            (Some(_), None) => {}
-            (None, Some(_)) if check.load.is_empty() => continue,
+        match (&check.expect, &check.answer, check.apart.len()) {
+            (Some(_), None, 0) => {}
+            (None, Some(_), 0) | (None, None, 2..) if check.load.is_empty() => continue,
             _ => bail!(
-                "{}: check `{}` needs either `expect` (with a load run) or `answer`, not both",
+                "{}: check `{}` needs one of `expect` (with a load run), `answer`, or `apart` \
+                 (two roles or more)",
                 path.display(),
                 check.name
             ),

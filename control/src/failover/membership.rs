@@ -137,6 +137,8 @@ mod tests {
                         port: 11211,
                     })
                     .to_vec(),
+                cache_hashing: Default::default(),
+                sessions: Default::default(),
                 jwt_key: "k".into(),
                 token_ttl_secs: 3600,
                 cache_ttl_secs: 60,

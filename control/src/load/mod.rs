@@ -7,7 +7,8 @@
 //! Module map (one job each):
 //! - [`target`]: the URL (the inventory's LB by default), checked and resolved once.
 //! - [`client`]: one keep-alive HTTP/1.1 connection per worker (hyper), timeouts, failures.
-//! - [`workload`]: `static` (GET the URL) and `app` (setup, then Zipf reads and writes).
+//! - [`workload`]: `static` (GET the URL), `app` (setup, then Zipf reads and writes) and
+//!   `objects` (uploads, then Zipf GETs of them on the edge or the files board).
 //! - [`schedule`]: the open loop's timetable; late and never-started requests; shortfall.
 //! - [`clock`]: the thread that releases each scheduled request at its due time.
 //! - [`histogram`]: log-linear latency histogram (1/128 precision, fixed memory).
@@ -17,6 +18,7 @@
 //! - [`progress`]: the live line once a second.
 //! - [`marks`]: the cluster's events during the run (`lab serve`'s event log).
 //! - [`summary`]: the totals in words and as JSON; the verdict behind the exit code.
+//! - [`verify`]: after the run, the acknowledged writes read back (the lost ones counted).
 //! - [`files`]: the output directory and its files.
 //! - this file: [`run`] puts them together: setup, workers, the once-a-second report.
 
@@ -32,6 +34,7 @@ pub mod stats;
 pub mod summary;
 pub mod target;
 pub mod timeline;
+pub mod verify;
 pub mod workload;
 pub mod zipf;
 
@@ -123,9 +126,38 @@ pub async fn run(
                 users: seeded.accounts.len(),
                 posts: seeded.posts.len(),
                 seconds: seeded.took.as_secs_f64(),
+                objects_at: None,
             };
             (
                 Workload::app(target.clone(), seeded, &cfg.app),
+                Some(summary),
+            )
+        }
+        Mix::Objects => {
+            say(&format!(
+                "setup: signing up {} users and uploading {} objects of {} KiB at {}",
+                cfg.app.users,
+                cfg.app.keys,
+                workload::OBJECT_BYTES / 1024,
+                target.url.text
+            ));
+            let seeded = tokio::select! {
+                seeded = workload::setup_objects(target.clone(), &cfg.app, &cfg.run_id, cfg.concurrency, cfg.timeout) => seeded.context("the objects setup failed; nothing was measured")?,
+                _ = stop.cancelled() => anyhow::bail!("interrupted during the setup; nothing was measured"),
+            };
+            let at = target::resolve(target::parse_url(&seeded.origin)?).await?;
+            say(&format!(
+                "the objects are served from {} ({})",
+                seeded.origin, at.addr
+            ));
+            let summary = SetupSummary {
+                users: seeded.users,
+                posts: seeded.paths.len(),
+                seconds: seeded.took.as_secs_f64(),
+                objects_at: Some(seeded.origin.clone()),
+            };
+            (
+                Workload::objects(Arc::new(at), seeded, &cfg.app),
                 Some(summary),
             )
         }

@@ -73,6 +73,8 @@ pub struct Totals {
     pub db_replica: u64,
     /// Requests per [`Op`] (indexed by [`Op::index`]).
     pub ops: [u64; 4],
+    /// The post ids of the writes answered 2xx: what the app promised to keep.
+    pub acknowledged_writes: Vec<u64>,
 }
 
 /// The headers of an answer that the summary counts, read before the lock is taken.
@@ -212,6 +214,14 @@ impl Recorder {
         } = timing;
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         let second = self.second_of(at);
+        let written = match result {
+            Ok(a) if op == Op::Write && a.status.is_success() => {
+                serde_json::from_slice::<app::Post>(&a.body)
+                    .ok()
+                    .map(|p| p.id)
+            }
+            _ => None,
+        };
         let (error, headers) = match result {
             Ok(a) if a.status.is_success() => (None, Some(seen(a))),
             Ok(a) => (Some(ErrorKind::Status(a.status.as_u16())), Some(seen(a))),
@@ -251,6 +261,7 @@ impl Recorder {
             }
         }
         t.ops[op.index()] += 1;
+        t.acknowledged_writes.extend(written);
         match error {
             None => t.ok += 1,
             Some(kind) => {

@@ -77,8 +77,12 @@ pub struct DbCounts {
 #[derive(Debug, Clone, Serialize)]
 pub struct SetupSummary {
     pub users: usize,
+    /// Posts seeded (`app`), or objects uploaded (`objects`).
     pub posts: usize,
     pub seconds: f64,
+    /// `objects`: where the objects were fetched from (the edge, or the files board).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objects_at: Option<String>,
 }
 
 /// How the run went, for the exit code.
@@ -143,6 +147,9 @@ pub struct Summary {
     /// What the control plane noticed and did during the run (its event log).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<super::marks::Mark>,
+    /// The acknowledged writes read back after the run (`--verify-writes`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writes: Option<super::verify::WriteCheck>,
 }
 
 /// Everything a summary is made from.
@@ -223,6 +230,7 @@ impl Summary {
             setup: f.setup,
             seconds: f.seconds,
             events: Vec::new(),
+            writes: None,
         }
     }
 
@@ -258,11 +266,22 @@ impl Summary {
             }
         );
         if let Some(s) = &self.setup {
-            let _ = writeln!(
-                out,
-                "  setup       {} users signed up and logged in, {} posts seeded in {:.1} s (not measured)",
-                s.users, s.posts, s.seconds
-            );
+            match &s.objects_at {
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "  setup       {} users signed up and logged in, {} posts seeded in {:.1} s (not measured)",
+                        s.users, s.posts, s.seconds
+                    );
+                }
+                Some(at) => {
+                    let _ = writeln!(
+                        out,
+                        "  setup       {} users signed up and logged in, {} objects uploaded in {:.1} s (not measured); fetched from {at}",
+                        s.users, s.posts, s.seconds
+                    );
+                }
+            }
         }
         let _ = writeln!(
             out,
@@ -351,6 +370,26 @@ impl Summary {
                 out,
                 "  database    {} answers from the primary, {} from replicas",
                 self.db.primary, self.db.replica
+            );
+        }
+        if let Some(w) = &self.writes {
+            let _ = writeln!(
+                out,
+                "  writes      {} acknowledged, {} read back afterwards, {} lost{}{}",
+                w.acknowledged,
+                w.found,
+                w.lost,
+                if w.unverified > 0 {
+                    format!(", {} unverified (no answer)", w.unverified)
+                } else {
+                    String::new()
+                },
+                if w.lost_ids.is_empty() {
+                    String::new()
+                } else {
+                    let ids: Vec<String> = w.lost_ids.iter().map(u64::to_string).collect();
+                    format!(" (post ids {})", ids.join(", "))
+                }
             );
         }
         if let Some(s) = &self.shortfall {

@@ -2,9 +2,11 @@
 //! `app`: the app's API as a small social site sees it. A setup phase signs up `--users`
 //! users (names unique to the run), logs each in and seeds `--keys` posts; then each request
 //! is a read with probability `--read-ratio` (GET one post, drawn from a Zipf distribution
-//! over the seeded posts so a few are hot; one read in twenty lists a user's posts) or a
-//! write (POST a post as a random user). Setup is not part of the measured run.
+//! over the seeded posts so a few are hot; one read in twenty lists a user's posts; or, with
+//! `--sweep`, every post in turn) or a write (POST a post as a random user). Setup is not part
+//! of the measured run.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +15,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request};
-use lab_api::app::{paths, Login, NewPost, Post, Signup, Token};
+use lab_api::app::{paths, Login, NewPost, Post, Signup, Token, Uploaded};
 use serde::Serialize;
 
 use super::client::{request, Answer, Connection};
@@ -29,6 +31,9 @@ pub enum Mix {
     App,
     /// GET the URL only (compare with wrk).
     Static,
+    /// Setup uploads `--keys` objects through the app; then GET them (Zipf-hot) where the
+    /// app says they are: on the CDN edge when the cluster has one, else the files board.
+    Objects,
 }
 
 impl std::fmt::Display for Mix {
@@ -36,6 +41,7 @@ impl std::fmt::Display for Mix {
         f.write_str(match self {
             Mix::App => "app",
             Mix::Static => "static",
+            Mix::Objects => "objects",
         })
     }
 }
@@ -98,6 +104,25 @@ pub struct AppKnobs {
     pub zipf: f64,
     /// Reads ask the app to skip its cache (`Cache-Control: no-cache`): the database's cost.
     pub no_cache: bool,
+    /// Reads walk the seeded posts in order, round and round, and never list: each pass
+    /// reads every post once (how many cache keys moved shows as one pass's misses).
+    pub sweep: bool,
+}
+
+/// Size of each object the `objects` mix uploads.
+pub const OBJECT_BYTES: usize = 16 * 1024;
+/// The bucket it uploads to (one of the default placement's).
+pub const OBJECT_BUCKET: &str = "avatars";
+
+/// What the objects setup made: where the objects are and their paths there.
+#[derive(Debug, Clone)]
+pub struct SeededObjects {
+    /// `http://host:port/` the objects are served from (the edge, or the files board).
+    pub origin: String,
+    /// Paths on `origin`, most popular rank first.
+    pub paths: Vec<String>,
+    pub users: usize,
+    pub took: Duration,
 }
 
 /// Builds each request of the measured run.
@@ -105,12 +130,19 @@ pub enum Workload {
     Static {
         target: Arc<Target>,
     },
+    Objects {
+        target: Arc<Target>,
+        paths: Vec<String>,
+        zipf: Zipf,
+    },
     App {
         target: Arc<Target>,
         seeded: Seeded,
         zipf: Zipf,
         read_ratio: f64,
         no_cache: bool,
+        /// The next read's place in the seeded posts, when reads sweep them.
+        sweep: Option<AtomicUsize>,
         post_path: String,
         posts_path: String,
         users_path: String,
@@ -133,12 +165,24 @@ impl Workload {
             zipf,
             read_ratio: knobs.read_ratio,
             no_cache: knobs.no_cache,
+            sweep: knobs.sweep.then(|| AtomicUsize::new(0)),
+        }
+    }
+
+    /// GET `seeded`'s objects at `target` (where they are served from).
+    pub fn objects(target: Arc<Target>, seeded: SeededObjects, knobs: &AppKnobs) -> Self {
+        Workload::Objects {
+            zipf: Zipf::new(seeded.paths.len().max(1), knobs.zipf),
+            target,
+            paths: seeded.paths,
         }
     }
 
     pub fn target(&self) -> Arc<Target> {
         match self {
-            Workload::Static { target } | Workload::App { target, .. } => target.clone(),
+            Workload::Static { target }
+            | Workload::App { target, .. }
+            | Workload::Objects { target, .. } => target.clone(),
         }
     }
 
@@ -149,12 +193,23 @@ impl Workload {
                 Op::Get,
                 request(target, Method::GET, &target.url.path, None, None),
             ),
+            Workload::Objects {
+                target,
+                paths,
+                zipf,
+            } => {
+                let path = paths
+                    .get(zipf.sample(rng).saturating_sub(1))
+                    .map_or("/", String::as_str);
+                (Op::Get, request(target, Method::GET, path, None, None))
+            }
             Workload::App {
                 target,
                 seeded,
                 zipf,
                 read_ratio,
                 no_cache,
+                sweep,
                 post_path,
                 posts_path,
                 users_path,
@@ -171,6 +226,11 @@ impl Workload {
                 };
                 let account = &seeded.accounts[rng.below(seeded.accounts.len() as u64) as usize];
                 if rng.next_f64() < *read_ratio {
+                    if let Some(next) = sweep {
+                        let at = next.fetch_add(1, Ordering::Relaxed) % seeded.posts.len().max(1);
+                        let path = format!("{post_path}{}", seeded.posts.get(at).unwrap_or(&0));
+                        return read(Op::Read, &path);
+                    }
                     if rng.next_f64() < LIST_SHARE {
                         let path = format!("{users_path}{}/posts", account.id);
                         return read(Op::List, &path);
@@ -220,8 +280,152 @@ pub async fn setup(
     timeout: Duration,
 ) -> anyhow::Result<Seeded> {
     let started = Instant::now();
-    let password = format!("lab-load-{run_id}");
     let parallel = parallel.clamp(1, 32);
+    let accounts = sign_up(&target, knobs, run_id, parallel, timeout).await?;
+
+    let accounts_shared = Arc::new(accounts.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..parallel.min(knobs.keys) {
+        let (target, accounts) = (target.clone(), accounts_shared.clone());
+        let (keys, workers) = (knobs.keys, parallel);
+        tasks.spawn(async move {
+            let mut conn = Connection::new(target.clone());
+            let mut mine = Vec::new();
+            for k in (w..keys).step_by(workers) {
+                let account = &accounts[k % accounts.len()];
+                let post = NewPost {
+                    body: format!("seed post {k} of lab load"),
+                };
+                let answer = call(
+                    &mut conn,
+                    &target,
+                    paths::POSTS,
+                    &post,
+                    Some(&account.authorization),
+                    timeout,
+                )
+                .await
+                .with_context(|| format!("creating seed post {k}"))?;
+                let post: Post = serde_json::from_slice(&answer.body)
+                    .context("the answer to creating a post is not a post")?;
+                mine.push((k, post.id));
+            }
+            anyhow::Ok(mine)
+        });
+    }
+    let mut posts = Vec::with_capacity(knobs.keys);
+    while let Some(done) = tasks.join_next().await {
+        posts.extend(done.context("a setup task died")??);
+    }
+    posts.sort_by_key(|(k, _)| *k);
+    Ok(Seeded {
+        accounts,
+        posts: posts.into_iter().map(|(_, id)| id).collect(),
+        took: started.elapsed(),
+    })
+}
+
+/// Sign up `knobs.users` users and upload `knobs.keys` objects of [`OBJECT_BYTES`] to
+/// [`OBJECT_BUCKET`] through the app (round robin over the users), `parallel` at a time;
+/// the objects' URLs must all be on one server (the edge, or the files board).
+pub async fn setup_objects(
+    target: Arc<Target>,
+    knobs: &AppKnobs,
+    run_id: &str,
+    parallel: usize,
+    timeout: Duration,
+) -> anyhow::Result<SeededObjects> {
+    let started = Instant::now();
+    let parallel = parallel.clamp(1, 32);
+    let accounts = Arc::new(sign_up(&target, knobs, run_id, parallel, timeout).await?);
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..parallel.min(knobs.keys) {
+        let (target, accounts, run_id) = (target.clone(), accounts.clone(), run_id.to_owned());
+        let (keys, workers) = (knobs.keys, parallel);
+        tasks.spawn(async move {
+            let mut conn = Connection::new(target.clone());
+            let mut mine = Vec::new();
+            for k in (w..keys).step_by(workers) {
+                let account = &accounts[k % accounts.len()];
+                let path = target.app_path(&format!(
+                    "{}{OBJECT_BUCKET}/ld{run_id}-{k}.bin",
+                    paths::FILES_PREFIX
+                ));
+                let body = Bytes::from(object_bytes(k as u64));
+                let mut req = request(
+                    &target,
+                    Method::PUT,
+                    &path,
+                    Some(body),
+                    Some(&account.authorization),
+                );
+                req.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                let answer = conn
+                    .send(req, timeout)
+                    .await
+                    .map_err(|f| anyhow::anyhow!("PUT {path}: {}", f.detail))?;
+                if !answer.status.is_success() {
+                    let text = String::from_utf8_lossy(&answer.body);
+                    let snippet: String = text.chars().take(200).collect();
+                    bail!(
+                        "PUT {path} answered {}: {} (does the cluster have a files board?)",
+                        answer.status,
+                        snippet.trim()
+                    );
+                }
+                let stored: Uploaded = serde_json::from_slice(&answer.body)
+                    .context("the answer to an upload is not an upload")?;
+                let url = super::target::parse_url(&stored.url)
+                    .with_context(|| format!("the app gave the object the URL {}", stored.url))?;
+                mine.push((k, url));
+            }
+            anyhow::Ok(mine)
+        });
+    }
+    let mut objects = Vec::with_capacity(knobs.keys);
+    while let Some(done) = tasks.join_next().await {
+        objects.extend(done.context("a setup task died")??);
+    }
+    objects.sort_by_key(|(k, _)| *k);
+    let Some((_, first)) = objects.first() else {
+        bail!("setup uploaded no object");
+    };
+    let origin = format!("http://{}/", first.authority);
+    if let Some((_, other)) = objects.iter().find(|(_, u)| u.authority != first.authority) {
+        bail!(
+            "the objects are on two servers ({} and {}): one is loaded at a time",
+            first.authority,
+            other.authority
+        );
+    }
+    Ok(SeededObjects {
+        origin,
+        paths: objects.into_iter().map(|(_, u)| u.path).collect(),
+        users: accounts.len(),
+        took: started.elapsed(),
+    })
+}
+
+/// The bytes of object `k`: not all zeros, different per object.
+fn object_bytes(k: u64) -> Vec<u8> {
+    let mut rng = Rng::new(k.wrapping_add(1));
+    (0..OBJECT_BYTES / 8)
+        .flat_map(|_| rng.next_u64().to_le_bytes())
+        .collect()
+}
+
+/// Sign up and log in `knobs.users` users, `parallel` at a time.
+async fn sign_up(
+    target: &Arc<Target>,
+    knobs: &AppKnobs,
+    run_id: &str,
+    parallel: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<Account>> {
+    let password = format!("lab-load-{run_id}");
 
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..parallel.min(knobs.users) {
@@ -271,47 +475,7 @@ pub async fn setup(
     if accounts.is_empty() {
         bail!("setup made no user");
     }
-
-    let accounts_shared = Arc::new(accounts.clone());
-    let mut tasks = tokio::task::JoinSet::new();
-    for w in 0..parallel.min(knobs.keys) {
-        let (target, accounts) = (target.clone(), accounts_shared.clone());
-        let (keys, workers) = (knobs.keys, parallel);
-        tasks.spawn(async move {
-            let mut conn = Connection::new(target.clone());
-            let mut mine = Vec::new();
-            for k in (w..keys).step_by(workers) {
-                let account = &accounts[k % accounts.len()];
-                let post = NewPost {
-                    body: format!("seed post {k} of lab load"),
-                };
-                let answer = call(
-                    &mut conn,
-                    &target,
-                    paths::POSTS,
-                    &post,
-                    Some(&account.authorization),
-                    timeout,
-                )
-                .await
-                .with_context(|| format!("creating seed post {k}"))?;
-                let post: Post = serde_json::from_slice(&answer.body)
-                    .context("the answer to creating a post is not a post")?;
-                mine.push((k, post.id));
-            }
-            anyhow::Ok(mine)
-        });
-    }
-    let mut posts = Vec::with_capacity(knobs.keys);
-    while let Some(done) = tasks.join_next().await {
-        posts.extend(done.context("a setup task died")??);
-    }
-    posts.sort_by_key(|(k, _)| *k);
-    Ok(Seeded {
-        accounts,
-        posts: posts.into_iter().map(|(_, id)| id).collect(),
-        took: started.elapsed(),
-    })
+    Ok(accounts)
 }
 
 /// POST `body` as JSON to the app endpoint `endpoint`; a 2xx answer or an error saying what
@@ -357,31 +521,46 @@ mod tests {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'));
     }
 
-    #[test]
-    fn app_requests_follow_the_read_ratio() {
-        let target = Arc::new(super::super::target::Target {
+    fn local_target() -> Arc<Target> {
+        Arc::new(Target {
             url: super::super::target::parse_url("http://127.0.0.1:1/").expect("url"),
             addr: "127.0.0.1:1".parse().expect("addr"),
             host_header: HeaderValue::from_static("127.0.0.1:1"),
             alternates: Vec::new(),
             current: Default::default(),
-        });
+        })
+    }
+
+    /// The app workload over `posts`, one user (id 7).
+    fn app_workload(
+        target: Arc<Target>,
+        posts: std::ops::Range<u64>,
+        read_ratio: f64,
+        sweep: bool,
+    ) -> Workload {
         let seeded = Seeded {
             accounts: vec![Account {
                 id: 7,
                 authorization: HeaderValue::from_static("Bearer x"),
             }],
-            posts: (100..200).collect(),
+            posts: posts.collect(),
             took: Duration::ZERO,
         };
         let knobs = AppKnobs {
             no_cache: false,
             users: 1,
-            keys: 100,
-            read_ratio: 0.9,
+            keys: seeded.posts.len(),
+            read_ratio,
             zipf: 1.0,
+            sweep,
         };
-        let w = Workload::app(target, seeded, &knobs);
+        Workload::app(target, seeded, &knobs)
+    }
+
+    #[test]
+    fn app_requests_follow_the_read_ratio() {
+        let target = local_target();
+        let w = app_workload(target, 100..200, 0.9, false);
         let mut rng = Rng::new(5);
         let mut counts = [0u32; 4];
         for _ in 0..20_000 {
@@ -410,5 +589,27 @@ mod tests {
         assert!((0.08..0.12).contains(&writes), "writes {writes}");
         let lists = f64::from(counts[Op::List.index()]) / 20_000.0;
         assert!((0.03..0.06).contains(&lists), "lists {lists}");
+    }
+
+    #[test]
+    fn a_sweep_reads_every_post_once_per_pass() {
+        let target = local_target();
+        let w = app_workload(target, 100..110, 1.0, true);
+        let mut rng = Rng::new(5);
+        let ids: Vec<u64> = (0..25)
+            .map(|_| {
+                let (op, req) = w.next(&mut rng);
+                assert_eq!(op, Op::Read);
+                req.uri()
+                    .path()
+                    .strip_prefix("/api/posts/")
+                    .and_then(|s| s.parse().ok())
+                    .expect("post id")
+            })
+            .collect();
+        let pass: Vec<u64> = (100..110).collect();
+        assert_eq!(ids[..10], pass[..]);
+        assert_eq!(ids[10..20], pass[..]);
+        assert_eq!(ids[20..], pass[..5]);
     }
 }

@@ -468,6 +468,8 @@ mod tests {
                 schema: "labapp".into(),
             },
             caches: Vec::new(),
+            cache_hashing: Default::default(),
+            sessions: Default::default(),
             jwt_key: key.into(),
             token_ttl_secs: 60,
             cache_ttl_secs: 60,

@@ -444,6 +444,8 @@ pub fn desired(
                     port: APP_PORT,
                     db: app_db.clone(),
                     caches: caches.clone(),
+                    cache_hashing: inv.cache_hashing,
+                    sessions: inv.sessions,
                     jwt_key: secrets.jwt_key.clone(),
                     token_ttl_secs: TOKEN_TTL_SECS,
                     cache_ttl_secs: CACHE_TTL_SECS,

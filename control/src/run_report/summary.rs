@@ -57,6 +57,16 @@ pub fn render(run: &Run, dir_name: &str) -> String {
     for (name, value) in rows {
         let _ = writeln!(page, "| {name} | {value} |");
     }
+    if s["writes"].is_object() {
+        let _ = writeln!(
+            page,
+            "| acknowledged writes read back | {:.0} of {:.0} found, {:.0} lost, {:.0} unverified |",
+            num(&["writes", "found"]),
+            num(&["writes", "acknowledged"]),
+            num(&["writes", "lost"]),
+            num(&["writes", "unverified"])
+        );
+    }
     if let Some(errors) = s["errors"].as_object().filter(|e| !e.is_empty()) {
         let list: Vec<String> = errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
         let _ = writeln!(page, "| errors by kind | {} |", list.join(", "));
@@ -127,7 +137,8 @@ mod tests {
                 "latency_ms": {"p50": 1.8, "p99": 2002.9, "max": 2006.6},
                 "served_by": {"app-1": 395, "app-2": 395},
                 "cache": {"hits": 600, "misses": 150}, "db": {"primary": 40, "replica": 110},
-                "errors": {"timeout": 10}
+                "errors": {"timeout": 10},
+                "writes": {"acknowledged": 160, "found": 160, "lost": 0, "unverified": 0}
             }),
         };
         let page = render(&run, "lab-load-1");
@@ -138,6 +149,12 @@ mod tests {
         );
         assert!(page.contains("(80.0 % hit ratio)"), "{page}");
         assert!(page.contains("| errors by kind | timeout 10 |"), "{page}");
+        assert!(
+            page.contains(
+                "| acknowledged writes read back | 160 of 160 found, 0 lost, 0 unverified |"
+            ),
+            "{page}"
+        );
         assert!(
             page.contains("- +7.2 s **db-1**: lab kill: power cut"),
             "{page}"

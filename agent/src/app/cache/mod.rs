@@ -22,7 +22,7 @@ pub mod ring;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lab_api::spec::CachePeer;
+use lab_api::spec::{CacheHashing, CachePeer};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use self::node::Node;
@@ -53,7 +53,7 @@ pub struct Cache {
 
 impl Cache {
     /// The cache over `peers`; starts one checker task per board (inside a Tokio runtime).
-    pub fn new(peers: &[CachePeer], stats: Arc<Stats>) -> Cache {
+    pub fn new(peers: &[CachePeer], hashing: CacheHashing, stats: Arc<Stats>) -> Cache {
         let names: Vec<&str> = peers.iter().map(|p| p.board.as_str()).collect();
         let nodes: Vec<Arc<Node>> = peers
             .iter()
@@ -64,7 +64,7 @@ impl Cache {
             tokio::spawn(check(node.clone(), stop.clone()));
         }
         Cache {
-            ring: Ring::new(&names),
+            ring: Ring::with_hashing(&names, hashing),
             nodes,
             stats,
             _checkers: stop.drop_guard(),

@@ -8,6 +8,8 @@
 //! `DefaultHasher`, whose output may change between Rust releases (the ring must agree across
 //! apps built at different times).
 
+use lab_api::spec::CacheHashing;
+
 /// Points per board: enough for an even spread over a handful of boards (the share of each
 /// stays within a few percent of 1/N), cheap to build (N x 160 hashes at each config).
 pub const VNODES_PER_NODE: usize = 160;
@@ -27,15 +29,29 @@ pub fn hash64(bytes: &[u8]) -> u64 {
     h ^ (h >> 33)
 }
 
-/// The ring over a fixed list of boards (indices into that list).
+/// The ring over a fixed list of boards (indices into that list); or, for the classroom's
+/// comparison ([`CacheHashing::Modulo`]), `hash mod` the live boards in list order.
 #[derive(Debug, Clone)]
 pub struct Ring {
-    /// (point, board index), sorted.
+    /// (point, board index), sorted; empty for modulo hashing.
     points: Vec<(u64, usize)>,
     nodes: usize,
+    hashing: CacheHashing,
 }
 
 impl Ring {
+    /// How `names` are hashed over, by `hashing`.
+    pub fn with_hashing<S: AsRef<str>>(names: &[S], hashing: CacheHashing) -> Ring {
+        match hashing {
+            CacheHashing::Ring => Ring::new(names),
+            CacheHashing::Modulo => Ring {
+                points: Vec::new(),
+                nodes: names.len(),
+                hashing,
+            },
+        }
+    }
+
     /// A ring over `names` (board names, in any order: the ring depends on the names only).
     pub fn new<S: AsRef<str>>(names: &[S]) -> Ring {
         let mut points = Vec::with_capacity(names.len() * VNODES_PER_NODE);
@@ -50,6 +66,7 @@ impl Ring {
         Ring {
             points,
             nodes: names.len(),
+            hashing: CacheHashing::Ring,
         }
     }
 
@@ -70,6 +87,12 @@ impl Ring {
     /// The board `key` belongs to now: the first point at or after the key's hash (wrapping)
     /// whose board `live` says is up; None when none is.
     pub fn pick(&self, key: &[u8], live: impl Fn(usize) -> bool) -> Option<usize> {
+        if self.hashing == CacheHashing::Modulo {
+            let live: Vec<usize> = (0..self.nodes).filter(|&i| live(i)).collect();
+            let n = u64::try_from(live.len()).ok().filter(|&n| n > 0)?;
+            let at = usize::try_from(hash64(key) % n).ok()?;
+            return live.get(at).copied();
+        }
         if self.points.is_empty() {
             return None;
         }
@@ -134,13 +157,14 @@ mod tests {
         assert!((0.20..0.30).contains(&share), "moved {share}");
         assert_eq!(moved_from_live, 0, "no key of a live board moves");
 
-        // What modulo hashing would do: hash % 4 -> hash % 3 moves about 3/4 of the keys.
+        // Modulo hashing: hash % 4 -> hash % 3 over the live boards moves about 3/4 of them.
+        let modulo = Ring::with_hashing(&BOARDS, CacheHashing::Modulo);
         let modulo_moved = keys()
             .iter()
             .filter(|k| {
-                let h = hash64(k.as_bytes());
-                let before = h % 4;
-                let after = h % 3;
+                let before = modulo.home(k.as_bytes()).expect("a board");
+                let after = modulo.pick(k.as_bytes(), |n| n != gone).expect("a board");
+                assert_ne!(after, gone);
                 before != after
             })
             .count();
@@ -166,5 +190,11 @@ mod tests {
     fn no_live_board_means_no_board() {
         assert_eq!(Ring::new(&BOARDS).pick(b"k", |_| false), None);
         assert_eq!(Ring::new::<&str>(&[]).home(b"k"), None);
+        let modulo = Ring::with_hashing(&BOARDS, CacheHashing::Modulo);
+        assert_eq!(modulo.pick(b"k", |_| false), None);
+        assert_eq!(
+            Ring::with_hashing::<&str>(&[], CacheHashing::Modulo).home(b"k"),
+            None
+        );
     }
 }
