@@ -14,6 +14,8 @@ use common::{describe, require_root, unique, LAB};
 struct Student {
     dir: tempfile::TempDir,
     inventory: PathBuf,
+    /// `lab exercise start`'s arguments after the number (name, subnet, listen).
+    start_args: Vec<String>,
 }
 
 impl Student {
@@ -22,20 +24,22 @@ impl Student {
         let (name, a, b) = unique(&format!("ex{number}"));
         let dir = tempfile::tempdir().expect("tempdir");
         let inventory = dir.path().join(format!("exercise-{number}.toml"));
-        let student = Student { dir, inventory };
-        let out = student.lab(&[
-            "exercise",
-            "start",
-            &number.to_string(),
-            "-o",
-            &student.inventory.display().to_string(),
-            "--name",
-            &name,
-            "--subnet",
-            &format!("10.{a}.{b}.0/24"),
-            "--listen",
-            "127.0.0.1:0",
-        ]);
+        let start_args = vec![
+            "-o".to_string(),
+            inventory.display().to_string(),
+            "--name".into(),
+            name,
+            "--subnet".into(),
+            format!("10.{a}.{b}.0/24"),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+        ];
+        let student = Student {
+            dir,
+            inventory,
+            start_args,
+        };
+        let out = student.start_again(number, false);
         assert!(
             out.status.success(),
             "exercise start {number}:\n{}",
@@ -44,6 +48,17 @@ impl Student {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("Do:") && text.contains("Answer:"), "{text}");
         student
+    }
+
+    /// `lab exercise start N` again with the same name and subnet (`--reset`: start over).
+    fn start_again(&self, number: u32, reset: bool) -> Output {
+        let number = number.to_string();
+        let mut args = vec!["exercise", "start", &number];
+        args.extend(self.start_args.iter().map(String::as_str));
+        if reset {
+            args.push("--reset");
+        }
+        self.lab(&args)
     }
 
     fn lab(&self, args: &[&str]) -> Output {
@@ -244,13 +259,7 @@ fn exercise_3_a_second_app_board_shares_the_load() {
     assert!(text.contains("MISS 1 board(s) answered (app-1"), "{text}");
     // A changed copy is kept: start again refuses to throw the student's work away.
     student.give_roles("app-2", "[\"app\"]");
-    let again = student.lab(&[
-        "exercise",
-        "start",
-        "3",
-        "-o",
-        &student.path().display().to_string(),
-    ]);
+    let again = student.start_again(3, false);
     assert!(!again.status.success(), "{}", describe(&again));
     assert!(
         describe(&again).contains("has your changes"),
@@ -260,6 +269,16 @@ fn exercise_3_a_second_app_board_shares_the_load() {
     let (passed, text) = student.check(3);
     assert!(passed, "{text}");
     assert!(text.contains("app-1") && text.contains("app-2"), "{text}");
+    // Starting over: the copy back to the start and a fresh cluster, app-2 idle again.
+    let fresh = student.start_again(3, true);
+    assert!(fresh.status.success(), "{}", describe(&fresh));
+    assert!(
+        describe(&fresh).contains("reset: cluster"),
+        "{}",
+        describe(&fresh)
+    );
+    let (passed, text) = student.check(3);
+    assert!(!passed, "app-2 still served after --reset:\n{text}");
 }
 
 #[test]

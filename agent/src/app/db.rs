@@ -28,8 +28,11 @@ use super::stats::Stats;
 pub const REPLICA_BUDGET: Duration = Duration::from_secs(1);
 /// How long a failed replica is left out.
 pub const REPLICA_SKIP: Duration = Duration::from_secs(1);
-/// The primary's part of a read or a write.
-pub const PRIMARY_BUDGET: Duration = Duration::from_secs(5);
+/// The primary's part of a read or a write. Below the LB's wait for an answer (3 s, see
+/// `roles/nginx.rs`): with a dead primary the app must answer 503 itself before NGINX gives
+/// up on it, or NGINX counts the timeout against the app and takes every app out at once
+/// (reads that need no primary included).
+pub const PRIMARY_BUDGET: Duration = Duration::from_millis(2500);
 /// Connections per pool.
 const POOL_MAX: usize = 16;
 /// MariaDB's duplicate-key error.

@@ -24,7 +24,9 @@ pub const STOP_DEADLINE: Duration = Duration::from_secs(10);
 const CHECK_WITHIN: Duration = Duration::from_secs(10);
 /// How long a request may wait for an app's answer. Short: the app answers in
 /// milliseconds, and a request sent on a kept-alive connection to a board whose plug was
-/// pulled gets no RST, only this timeout (then a GET goes to the next app).
+/// pulled gets no RST, only this timeout (then a GET goes to the next app). Above the app's
+/// own budget for the database primary (`app/db.rs`), so a dead primary is the app's 503,
+/// not a timeout counted against the app.
 const READ_TIMEOUT_SECS: u32 = 3;
 /// The same for sign-up and log-in, which hash a password (argon2: slow on purpose, and
 /// slower on a small board under load).
@@ -205,8 +207,10 @@ http {{\n\
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
         proxy_connect_timeout {connect}ms;\n\
         # Only idempotent requests are retried on the next app once sent (NGINX never\n\
-        # resends a POST it has sent unless told to with non_idempotent).\n\
-        proxy_next_upstream error timeout http_502 http_503;\n\
+        # resends a POST it has sent unless told to with non_idempotent). An app's own 502 or\n\
+        # 503 is its database's or files board's failure, the same for every app: neither\n\
+        # retried nor counted against the app (max_fails would take every app out at once).\n\
+        proxy_next_upstream error timeout;\n\
         proxy_next_upstream_tries {TRIES};\n\
         location / {{\n\
             proxy_pass http://app;\n\

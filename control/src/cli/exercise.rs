@@ -48,7 +48,8 @@ pub struct StartArgs {
     /// Move the cluster to this subnet (e.g. 10.90.7.0/24); each board keeps its host part.
     #[arg(long)]
     pub subnet: Option<String>,
-    /// Overwrite a copy you already changed (back to the starting point).
+    /// Start over: the copy back to the starting point (your changes overwritten) and a fresh
+    /// cluster (the running one taken down, its state dir with its decisions removed).
     #[arg(long)]
     pub reset: bool,
     /// Where `lab up` starts the control plane (passed on as its --listen).
@@ -166,7 +167,10 @@ fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
         exercise::student_inventory(&starting, &name, subnet)?
     );
     // The copy must be a valid inventory before anything is written or started.
-    crate::inventory::parse(&out, &copy).map_err(|err| anyhow::anyhow!("{err}"))?;
+    let fresh = crate::inventory::parse(&out, &copy).map_err(|err| anyhow::anyhow!("{err}"))?;
+    if args.reset {
+        reset_cluster(&out, &fresh)?;
+    }
     match std::fs::read_to_string(&out) {
         Ok(existing) if existing == copy => {}
         Ok(_) if !args.reset => bail!(
@@ -189,6 +193,38 @@ fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
     }
     print_texts(&e, &lang, &out);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--reset`: the cluster of the student's copy (as it is now, else as it will be) taken
+/// down and its state dir removed, so the exercise starts from nothing: no decision kept
+/// (a primary promoted by a drill would stay primary), no board's disk.
+fn reset_cluster(copy: &Path, fresh: &crate::inventory::Inventory) -> anyhow::Result<()> {
+    let current = crate::inventory::load(copy).ok();
+    let inv = current.as_ref().unwrap_or(fresh);
+    if !inv.is_virtual() || !inv.cluster.state_dir.exists() {
+        return Ok(());
+    }
+    let lab = std::env::current_exe().context("locating the lab binary")?;
+    let down = Command::new(lab)
+        .args(["down", "--purge", "-i"])
+        .arg(&inv.path)
+        .stdin(Stdio::null())
+        .status()
+        .context("running lab down --purge")?;
+    if !down.success() {
+        bail!(
+            "lab down --purge -i {} failed ({down}); nothing was reset",
+            inv.path.display()
+        );
+    }
+    std::fs::remove_dir_all(&inv.cluster.state_dir)
+        .with_context(|| format!("removing {}", inv.cluster.state_dir.display()))?;
+    println!(
+        "reset: cluster `{}` taken down, its state ({}) removed",
+        inv.cluster.name,
+        inv.cluster.state_dir.display()
+    );
+    Ok(())
 }
 
 fn print_texts(e: &Exercise, lang: &str, inventory: &Path) {

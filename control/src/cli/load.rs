@@ -202,24 +202,31 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         }
     });
 
-    // The control plane's event log, when there is an inventory to find it by.
-    let events_file = {
+    // The cluster's state dir and boards, when there is an inventory to find them by: its
+    // event log is followed during the run, its replicas' lag read after it.
+    let cluster = {
         let inventory = args.inventory.clone();
         tokio::task::spawn_blocking(move || {
             super::load_inventory(&inventory).ok().map(|inv| {
-                inv.cluster
-                    .state_dir
-                    .join(crate::metrics::client::EVENTS_FILE)
+                let boards: Vec<String> = inv.boards.iter().map(|b| b.name.clone()).collect();
+                (inv.cluster.state_dir, boards)
             })
         })
         .await
         .ok()
         .flatten()
     };
+    let events_file = cluster
+        .as_ref()
+        .map(|(state, _)| state.join(crate::metrics::client::EVENTS_FILE));
     let stop_marks = CancellationToken::new();
+    // Events are followed from now (the setup included) and told in seconds of the measured
+    // run: its second 1 is the timeline's.
+    let marks_from_ms = crate::metrics::now_ms();
     let (marks_task, mut marks) =
-        EventMarks::new(events_file, crate::metrics::now_ms()).follow(stop_marks.clone());
+        EventMarks::new(events_file, marks_from_ms).follow(stop_marks.clone());
     let mut marked = Vec::new();
+    let mut live_offset_s: Option<f64> = None;
     let mut progress = Progress::new(std::io::stderr().is_terminal());
     progress.say(&format!(
         "lab load: {} mix at {} ({}), {}, {} connection(s), for {}; Ctrl-C stops early",
@@ -242,10 +249,17 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             &mut |row, in_flight| {
                 let mut progress = progress.borrow_mut();
                 progress.second(row, in_flight);
+                // The row's second just ended: the measured run began `row.t` s ago.
+                let offset = *live_offset_s.get_or_insert_with(|| {
+                    let since_ms = crate::metrics::now_ms().saturating_sub(marks_from_ms);
+                    (since_ms as f64 / 1000.0 - row.t as f64).max(0.0)
+                });
                 while let Ok(m) = marks.try_recv() {
                     progress.say(&format!(
                         "  event +{:.1} s  {}: {}",
-                        m.at_s, m.board, m.message
+                        m.at_s - offset,
+                        m.board,
+                        m.message
                     ));
                     marked.push(m);
                 }
@@ -288,7 +302,15 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         setup: result.setup.clone(),
         seconds: result.rows.len(),
     });
+    let setup_s = result.measured_from_ms.saturating_sub(marks_from_ms) as f64 / 1000.0;
+    for m in &mut marked {
+        m.at_s -= setup_s;
+    }
     summary.events = marked;
+    if let Some((state, boards)) = &cluster {
+        summary.replication_lag =
+            load::lag::fetch(state, boards, result.measured_from_ms, result.ran).await;
+    }
     if args.verify_writes && cfg.mix == Mix::App {
         let ids = &result.totals.acknowledged_writes;
         progress.say(&format!(

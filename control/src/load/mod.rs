@@ -17,6 +17,7 @@
 //! - [`timeline`]: per-second rows, CSV and JSON.
 //! - [`progress`]: the live line once a second.
 //! - [`marks`]: the cluster's events during the run (`lab serve`'s event log).
+//! - [`lag`]: after the run, the replicas' lag during it (`lab serve`'s history).
 //! - [`summary`]: the totals in words and as JSON; the verdict behind the exit code.
 //! - [`verify`]: after the run, the acknowledged writes read back (the lost ones counted).
 //! - [`files`]: the output directory and its files.
@@ -26,6 +27,7 @@ pub mod client;
 pub mod clock;
 pub mod files;
 pub mod histogram;
+pub mod lag;
 pub mod marks;
 pub mod progress;
 pub mod rng;
@@ -84,6 +86,8 @@ pub struct RunResult {
     pub ran: Duration,
     pub interrupted: bool,
     pub setup: Option<SetupSummary>,
+    /// When the measured run began (Unix ms): second 1 of the timeline starts here.
+    pub measured_from_ms: u64,
 }
 
 /// What the workers share.
@@ -164,6 +168,7 @@ pub async fn run(
     };
 
     let start = Instant::now();
+    let measured_from_ms = crate::metrics::now_ms();
     let schedule = cfg.rate.map(|r| Arc::new(Schedule::new(r, cfg.duration)));
     let released = Arc::new(tokio::sync::Semaphore::new(0));
     let clock = match &schedule {
@@ -257,6 +262,7 @@ pub async fn run(
         ran,
         interrupted: stopped_at.is_some(),
         setup,
+        measured_from_ms,
     })
 }
 

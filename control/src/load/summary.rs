@@ -150,6 +150,9 @@ pub struct Summary {
     /// The acknowledged writes read back after the run (`--verify-writes`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub writes: Option<super::verify::WriteCheck>,
+    /// How far each database replica lagged during the run (from `lab serve`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replication_lag: Vec<super::lag::LagSeries>,
 }
 
 /// Everything a summary is made from.
@@ -231,6 +234,7 @@ impl Summary {
             seconds: f.seconds,
             events: Vec::new(),
             writes: None,
+            replication_lag: Vec::new(),
         }
     }
 
@@ -391,6 +395,17 @@ impl Summary {
                     format!(" (post ids {})", ids.join(", "))
                 }
             );
+        }
+        if !self.replication_lag.is_empty() {
+            let parts: Vec<String> = self
+                .replication_lag
+                .iter()
+                .map(|l| {
+                    let max = l.points.iter().map(|(_, v)| *v).fold(0.0, f64::max);
+                    format!("{} at most {max:.0} s", l.board)
+                })
+                .collect();
+            let _ = writeln!(out, "  replica lag {}", parts.join(", "));
         }
         if let Some(s) = &self.shortfall {
             let _ = writeln!(out, "{}", self.shortfall_text(s));

@@ -1,6 +1,7 @@
-//! The run's charts as one SVG: three panels over the same time axis (requests/s with
-//! errors, p50/p99 latency, cache hit ratio) and a dashed vertical marker, labelled, at every
-//! event of the control plane. Pure; every marker is a `<g class="mark">` naming its board.
+//! The run's charts as one SVG: panels over the same time axis (requests/s with errors,
+//! p50/p99 latency, cache hit ratio, and the replicas' lag when the run has it) and a dashed
+//! vertical marker, labelled, at every event of the control plane. Pure; every marker is a
+//! `<g class="mark">` naming its board.
 
 use std::fmt::Write;
 
@@ -16,7 +17,7 @@ const BOTTOM: f64 = 40.0;
 
 /// One line of a panel.
 struct Series {
-    name: &'static str,
+    name: String,
     colour: &'static str,
     /// A value per second (`None`: nothing to show that second).
     points: Vec<Option<f64>>,
@@ -36,18 +37,18 @@ pub fn render(run: &Run) -> String {
     let at = |f: &dyn Fn(&crate::load::timeline::Row) -> Option<f64>| -> Vec<Option<f64>> {
         run.rows.iter().map(f).collect()
     };
-    let panels = [
+    let mut panels = vec![
         Panel {
             title: "requests per second",
             unit: "req/s",
             series: vec![
                 Series {
-                    name: "answered",
+                    name: "answered".into(),
                     colour: "#1f77b4",
                     points: at(&|r| Some(r.rate)),
                 },
                 Series {
-                    name: "failed",
+                    name: "failed".into(),
                     colour: "#d62728",
                     points: at(&|r| Some(r.errors as f64)),
                 },
@@ -59,12 +60,12 @@ pub fn render(run: &Run) -> String {
             unit: "ms",
             series: vec![
                 Series {
-                    name: "p50",
+                    name: "p50".into(),
                     colour: "#2ca02c",
                     points: at(&|r| (r.ok + r.errors > 0).then_some(r.p50_ms)),
                 },
                 Series {
-                    name: "p99",
+                    name: "p99".into(),
                     colour: "#ff7f0e",
                     points: at(&|r| (r.ok + r.errors > 0).then_some(r.p99_ms)),
                 },
@@ -75,7 +76,7 @@ pub fn render(run: &Run) -> String {
             title: "cache hit ratio",
             unit: "%",
             series: vec![Series {
-                name: "hits",
+                name: "hits".into(),
                 colour: "#9467bd",
                 points: at(&|r| {
                     let lookups = r.hits + r.misses;
@@ -85,6 +86,23 @@ pub fn render(run: &Run) -> String {
             y_max: Some(100.0),
         },
     ];
+    if !run.lag.is_empty() {
+        panels.push(Panel {
+            title: "replication lag",
+            unit: "s behind the primary",
+            series: run
+                .lag
+                .iter()
+                .enumerate()
+                .map(|(i, replica)| Series {
+                    name: replica.board.clone(),
+                    colour: LAG_COLOURS[i % LAG_COLOURS.len()],
+                    points: per_second(&replica.points, run.rows.len()),
+                })
+                .collect(),
+            y_max: None,
+        });
+    }
     let height = TOP + panels.len() as f64 * (PANEL_HEIGHT + GAP) - GAP + BOTTOM;
     let mut svg = String::new();
     let _ = write!(
@@ -125,6 +143,24 @@ pub fn render(run: &Run) -> String {
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// Colours of the replicas' lag lines, in turn.
+const LAG_COLOURS: [&str; 4] = ["#8c564b", "#17becf", "#e377c2", "#7f7f7f"];
+
+/// `points` (seconds into the run, value) as one value per second of `seconds` (the largest
+/// of that second's, which ends at t), None where the second has none.
+fn per_second(points: &[(f64, f64)], seconds: usize) -> Vec<Option<f64>> {
+    (1..=seconds)
+        .map(|t| {
+            let (from, to) = (t as f64 - 1.0, t as f64);
+            points
+                .iter()
+                .filter(|(at, _)| *at > from && *at <= to || (t == 1 && *at == 0.0))
+                .map(|(_, v)| *v)
+                .reduce(f64::max)
+        })
+        .collect()
 }
 
 fn draw_panel(svg: &mut String, panel: &Panel, top: f64, seconds: f64, x_of: &dyn Fn(f64) -> f64) {
@@ -184,7 +220,7 @@ fn draw_panel(svg: &mut String, panel: &Panel, top: f64, seconds: f64, x_of: &dy
             let _ = write!(
                 svg,
                 r#"<polyline class="series" data-series="{name}" points="{points}" fill="none" stroke="{colour}" stroke-width="1.8"/>"#,
-                name = series.name,
+                name = escape(&series.name),
                 points = run.join(" "),
                 colour = series.colour,
             );
@@ -197,7 +233,7 @@ fn draw_panel(svg: &mut String, panel: &Panel, top: f64, seconds: f64, x_of: &dy
             tx = lx + 16.0,
             ty = top - 7.0,
             colour = series.colour,
-            name = series.name,
+            name = escape(&series.name),
         );
     }
     svg.push_str("</g>");
@@ -294,8 +330,39 @@ mod tests {
                 kind: "info".into(),
                 message: "lab kill: power cut <network & all>".into(),
             }],
+            lag: Vec::new(),
             summary: serde_json::json!({"target": "http://10.0.0.1/", "rate_asked": 40.0, "ran_s": 20.0, "ok": 790, "failed": 10}),
         }
+    }
+
+    #[test]
+    fn a_lag_panel_when_the_run_has_replicas() {
+        assert!(!render(&run()).contains("replication lag"));
+        let mut with_lag = run();
+        with_lag.lag = vec![crate::load::lag::LagSeries {
+            board: "db-2".into(),
+            points: vec![(0.4, 0.0), (7.5, 3.0), (8.2, 1.0)],
+        }];
+        let svg = render(&with_lag);
+        assert!(
+            svg.contains("replication lag (s behind the primary)"),
+            "{svg}"
+        );
+        assert!(svg.contains(r#"data-series="db-2""#));
+        assert_eq!(
+            per_second(&with_lag.lag[0].points, 9),
+            [
+                Some(0.0),
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                Some(3.0),
+                Some(1.0)
+            ]
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `lab report`: one `lab load` run (its directory: `timeline.json`, `summary.json` with the
-//! control plane's events) turned into what a student hands in: charts (`report.svg`, and
+//! control plane's events, the replicas' lag) turned into what a student hands in: charts (`report.svg`, and
 //! `report.png` rasterised from it) with a marker at every kill, promotion or partition, and
 //! a one-page `report.md`.
 //!
@@ -38,6 +38,8 @@ pub struct Run {
     pub rows: Vec<Row>,
     /// The control plane's events during the run.
     pub marks: Vec<RunMark>,
+    /// Each replica's lag during the run (`lab serve`'s history), when there was any.
+    pub lag: Vec<crate::load::lag::LagSeries>,
     /// The whole summary, for the page.
     pub summary: serde_json::Value,
 }
@@ -63,9 +65,15 @@ pub fn load(dir: &Path) -> anyhow::Result<Run> {
             .context("summary.json's events are not lab load marks")?,
         None => Vec::new(),
     };
+    let lag = match summary.get("replication_lag") {
+        Some(lag) => serde_json::from_value(lag.clone())
+            .context("summary.json's replication_lag is not a lag per replica")?,
+        None => Vec::new(),
+    };
     Ok(Run {
         rows,
         marks,
+        lag,
         summary,
     })
 }

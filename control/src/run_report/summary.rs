@@ -57,6 +57,21 @@ pub fn render(run: &Run, dir_name: &str) -> String {
     for (name, value) in rows {
         let _ = writeln!(page, "| {name} | {value} |");
     }
+    if !run.lag.is_empty() {
+        let parts: Vec<String> = run
+            .lag
+            .iter()
+            .map(|l| {
+                let max = l.points.iter().map(|(_, v)| *v).fold(0.0, f64::max);
+                format!("{} {max:.0} s", l.board)
+            })
+            .collect();
+        let _ = writeln!(
+            page,
+            "| replication lag, most during the run | {} |",
+            parts.join(", ")
+        );
+    }
     if s["writes"].is_object() {
         let _ = writeln!(
             page,
@@ -131,6 +146,7 @@ mod tests {
                 kind: "info".into(),
                 message: "lab kill: power cut".into(),
             }],
+            lag: Vec::new(),
             summary: serde_json::json!({
                 "target": "http://10.0.0.1/", "mix": "app", "rate_asked": 40.0, "ran_s": 20.0,
                 "sent": 800, "ok": 790, "failed": 10, "achieved_rate": 40.0,
