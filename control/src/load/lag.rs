@@ -22,6 +22,13 @@ pub struct LagSeries {
     pub points: Vec<(f64, f64)>,
 }
 
+impl LagSeries {
+    /// The most it lagged, in seconds.
+    pub fn max(&self) -> f64 {
+        self.points.iter().map(|(_, v)| *v).fold(0.0, f64::max)
+    }
+}
+
 /// The points of `history` (Unix ms, value) that fall in the run (`from_ms`, for `ran`), as
 /// seconds into it.
 pub fn within(history: &[(u64, f32)], from_ms: u64, ran: Duration) -> Vec<(f64, f64)> {

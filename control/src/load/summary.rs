@@ -400,10 +400,7 @@ impl Summary {
             let parts: Vec<String> = self
                 .replication_lag
                 .iter()
-                .map(|l| {
-                    let max = l.points.iter().map(|(_, v)| *v).fold(0.0, f64::max);
-                    format!("{} at most {max:.0} s", l.board)
-                })
+                .map(|l| format!("{} at most {:.0} s", l.board, l.max()))
                 .collect();
             let _ = writeln!(out, "  replica lag {}", parts.join(", "));
         }

@@ -363,19 +363,14 @@ pub async fn setup_objects(
                     hyper::header::CONTENT_TYPE,
                     HeaderValue::from_static("application/octet-stream"),
                 );
-                let answer = conn
-                    .send(req, timeout)
-                    .await
-                    .map_err(|f| anyhow::anyhow!("PUT {path}: {}", f.detail))?;
-                if !answer.status.is_success() {
-                    let text = String::from_utf8_lossy(&answer.body);
-                    let snippet: String = text.chars().take(200).collect();
-                    bail!(
-                        "PUT {path} answered {}: {} (does the cluster have a files board?)",
-                        answer.status,
-                        snippet.trim()
-                    );
-                }
+                let answer = send_ok(
+                    &mut conn,
+                    req,
+                    &format!("PUT {path}"),
+                    " (does the cluster have a files board?)",
+                    timeout,
+                )
+                .await?;
                 let stored: Uploaded = serde_json::from_slice(&answer.body)
                     .context("the answer to an upload is not an upload")?;
                 let url = super::target::parse_url(&stored.url)
@@ -491,18 +486,33 @@ async fn call<T: Serialize>(
     let path = target.app_path(endpoint);
     let json = Bytes::from(serde_json::to_vec(body).context("encoding a request")?);
     let req = request(target, Method::POST, &path, Some(json), authorization);
+    let hint = format!(
+        "\n(is {} the app or the LB in front of it? `--mix static` loads a plain web server)",
+        target.url.text
+    );
+    send_ok(conn, req, &format!("POST {path}"), &hint, timeout).await
+}
+
+/// Send `req` (`what`, e.g. "POST /api/posts", names it); a 2xx answer, or an error with what
+/// came back instead, then `hint`.
+async fn send_ok(
+    conn: &mut Connection,
+    req: Request<Full<Bytes>>,
+    what: &str,
+    hint: &str,
+    timeout: Duration,
+) -> anyhow::Result<Answer> {
     let answer = conn
         .send(req, timeout)
         .await
-        .map_err(|f| anyhow::anyhow!("POST {path}: {}", f.detail))?;
+        .map_err(|f| anyhow::anyhow!("{what}: {}", f.detail))?;
     if !answer.status.is_success() {
         let text = String::from_utf8_lossy(&answer.body);
         let snippet: String = text.chars().take(200).collect();
         bail!(
-            "POST {path} answered {}: {}\n(is {} the app or the LB in front of it? `--mix static` loads a plain web server)",
+            "{what} answered {}: {}{hint}",
             answer.status,
-            snippet.trim(),
-            target.url.text
+            snippet.trim()
         );
     }
     Ok(answer)

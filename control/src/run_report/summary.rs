@@ -61,10 +61,7 @@ pub fn render(run: &Run, dir_name: &str) -> String {
         let parts: Vec<String> = run
             .lag
             .iter()
-            .map(|l| {
-                let max = l.points.iter().map(|(_, v)| *v).fold(0.0, f64::max);
-                format!("{} {max:.0} s", l.board)
-            })
+            .map(|l| format!("{} {:.0} s", l.board, l.max()))
             .collect();
         let _ = writeln!(
             page,
