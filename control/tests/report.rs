@@ -105,8 +105,7 @@ fn a_recorded_run_becomes_charts_with_its_events_and_a_page() {
         .expect("run lab report");
     assert!(!not_a_run.status.success());
     assert!(
-        describe(&not_a_run).contains("is not a `lab load` run directory")
-            || describe(&not_a_run).contains("a `lab load` run directory?"),
+        describe(&not_a_run).contains("a `lab load` run directory?"),
         "{}",
         describe(&not_a_run)
     );

@@ -362,10 +362,6 @@ impl LbAlgorithm {
             LbAlgorithm::IpHash => "ip-hash",
         }
     }
-
-    pub fn parse(s: &str) -> Option<LbAlgorithm> {
-        LbAlgorithm::ALL.into_iter().find(|a| a.as_str() == s)
-    }
 }
 
 impl std::fmt::Display for LbAlgorithm {
@@ -395,10 +391,6 @@ impl CacheHashing {
             CacheHashing::Ring => "ring",
             CacheHashing::Modulo => "modulo",
         }
-    }
-
-    pub fn parse(s: &str) -> Option<CacheHashing> {
-        CacheHashing::ALL.into_iter().find(|h| h.as_str() == s)
     }
 }
 
@@ -433,10 +425,6 @@ impl Sessions {
             Sessions::Local => "local",
             Sessions::Shared => "shared",
         }
-    }
-
-    pub fn parse(s: &str) -> Option<Sessions> {
-        Sessions::ALL.into_iter().find(|h| h.as_str() == s)
     }
 }
 

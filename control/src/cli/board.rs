@@ -119,7 +119,7 @@ pub async fn run(verb: Verb, args: BoardArgs) -> anyhow::Result<ExitCode> {
     if !inv.is_virtual() {
         return real_board(verb, board, args.yes, inv).await;
     }
-    let ctx = ClusterContext::open_existing(inv)?;
+    let ctx = tokio::task::spawn_blocking(move || ClusterContext::open_existing(inv)).await??;
     let state_dir = ctx.state.root().to_path_buf();
     let name = board.name.clone();
     let what = tokio::task::spawn_blocking(move || -> anyhow::Result<&'static str> {
@@ -218,7 +218,7 @@ async fn real_board(
         ))?,
         _ => {}
     }
-    let ctx = ClusterContext::open_existing(inv)?;
+    let ctx = tokio::task::spawn_blocking(move || ClusterContext::open_existing(inv)).await??;
     let state_dir = ctx.state.root().to_path_buf();
     let target = ctx.ssh_target(&board);
     let host_keys = ctx.host_keys.clone();

@@ -426,7 +426,7 @@ fn measure(
                 .lines()
                 .map_while(Result::ok)
             {
-                if line.trim_start().starts_with("1s ") {
+                if crate::load::progress::is_first_second(&line) {
                     let _ = first_second.send(Instant::now());
                 }
                 lines.push(line);

@@ -189,6 +189,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             zipf: args.zipf,
             no_cache: args.no_cache,
             sweep: args.sweep,
+            verify_writes: args.verify_writes,
         },
         seed,
         run_id: run_id(clock_seed()),
@@ -311,7 +312,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         summary.replication_lag =
             load::lag::fetch(state, boards, result.measured_from_ms, result.ran).await;
     }
-    if args.verify_writes && cfg.mix == Mix::App {
+    if cfg.mix == Mix::App && cfg.app.verify_writes {
         let ids = &result.totals.acknowledged_writes;
         progress.say(&format!(
             "reading back the {} acknowledged write(s)...",

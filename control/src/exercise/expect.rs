@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 use lab_api::roles::Role;
 use serde::Deserialize;
 
+use crate::load::marks::Mark;
+use crate::load::timeline::Row;
+
 /// Bounds on one run's figures; each one given is checked.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -92,17 +95,6 @@ impl Expect {
     }
 }
 
-/// One second of the run's timeline.json, as far as checks look at it.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct SecondFigures {
-    pub t: u64,
-    pub errors: u64,
-    #[serde(default)]
-    pub hits: u64,
-    #[serde(default)]
-    pub misses: u64,
-}
-
 /// The figures of a `lab load` summary.json that checks look at.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RunFigures {
@@ -121,17 +113,10 @@ pub struct RunFigures {
     pub writes: Option<crate::load::verify::WriteCheck>,
     /// What the control plane logged during the run.
     #[serde(default)]
-    pub events: Vec<EventFigures>,
+    pub events: Vec<Mark>,
     /// The run's seconds (from timeline.json, not the summary).
     #[serde(skip)]
-    pub seconds: Vec<SecondFigures>,
-}
-
-/// One event of the control plane's log during the run (`down`, `up`, `info`).
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct EventFigures {
-    pub board: String,
-    pub kind: String,
+    pub seconds: Vec<Row>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -211,28 +196,23 @@ pub fn judge(expect: &Expect, run: &RunFigures) -> Vec<Finding> {
         .iter()
         .max_by_key(|(_, n)| **n)
         .map(|(b, n)| (b.clone(), *n as f64 / answered.max(1) as f64));
-    if let Some(min) = expect.served_by_share_min {
+    type Met = fn(&f64, &f64) -> bool;
+    let share_bounds = [
+        expect
+            .served_by_share_min
+            .map(|min| (min, "at least", PartialOrd::ge as Met)),
+        expect
+            .served_by_share_max
+            .map(|max| (max, "at most", PartialOrd::le as Met)),
+    ];
+    for (bound, wanted, met) in share_bounds.into_iter().flatten() {
         match &busiest {
             Some((board, share)) => add(
-                *share >= min,
+                met(share, &bound),
                 format!(
-                    "the busiest board, {board}, answered {} of the requests (wanted at least {}; {})",
+                    "the busiest board, {board}, answered {} of the requests (wanted {wanted} {}; {})",
                     percent(*share),
-                    percent(min),
-                    by_board()
-                ),
-            ),
-            None => add(false, "no board answered".to_owned()),
-        }
-    }
-    if let Some(max) = expect.served_by_share_max {
-        match busiest {
-            Some((board, share)) => add(
-                share <= max,
-                format!(
-                    "the busiest board, {board}, answered {} of the requests (wanted at most {}; {})",
-                    percent(share),
-                    percent(max),
+                    percent(bound),
                     by_board()
                 ),
             ),
@@ -585,12 +565,12 @@ mod tests {
             window_s_max: Some(8),
             ..Expect::default()
         };
-        let seconds = |errors: &[(u64, u64)]| -> Vec<SecondFigures> {
+        let seconds = |errors: &[(u64, u64)]| -> Vec<Row> {
             (1..=20)
-                .map(|t| SecondFigures {
+                .map(|t| Row {
                     t,
                     errors: errors.iter().find(|(s, _)| *s == t).map_or(0, |(_, e)| *e),
-                    ..SecondFigures::default()
+                    ..Row::default()
                 })
                 .collect()
         };
@@ -661,11 +641,11 @@ mod tests {
 
     #[test]
     fn moved_keys_are_one_passes_misses() {
-        let second = |t, hits, misses| SecondFigures {
+        let second = |t, hits, misses| Row {
             t,
-            errors: 0,
             hits,
             misses,
+            ..Row::default()
         };
         let expect = Expect {
             moved: Some(MovedKeys {
@@ -759,13 +739,17 @@ mod tests {
             "{f:?}"
         );
         r.events = vec![
-            EventFigures {
+            Mark {
+                at_s: 3.0,
                 board: "app-2".into(),
                 kind: "info".into(),
+                message: "lab kill: power cut".into(),
             },
-            EventFigures {
+            Mark {
+                at_s: 6.0,
                 board: "app-2".into(),
                 kind: "down".into(),
+                message: "board down: no heartbeat for 3 s".into(),
             },
         ];
         let f = judge_drill(&["app-2"], &r);

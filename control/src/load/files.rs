@@ -13,11 +13,14 @@ pub const TIMELINE_CSV: &str = "timeline.csv";
 pub const TIMELINE_JSON: &str = "timeline.json";
 pub const SUMMARY_JSON: &str = "summary.json";
 
+/// What the default directory name of every run starts with.
+pub const DIR_PREFIX: &str = "lab-load-";
+
 /// The default directory name for a run started at `now`: `lab-load-20250101T120000Z`.
 pub fn default_dir_name(now: time::OffsetDateTime) -> String {
     let now = now.to_offset(time::UtcOffset::UTC);
     format!(
-        "lab-load-{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        "{DIR_PREFIX}{:04}{:02}{:02}T{:02}{:02}{:02}Z",
         now.year(),
         u8::from(now.month()),
         now.day(),

@@ -9,14 +9,15 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::events::Event;
 
-/// One event during the run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One event during the run (also as `summary.json` has it, read back by `lab report` and
+/// the exercises' checks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Mark {
     /// Seconds into the run.
     pub at_s: f64,

@@ -186,7 +186,8 @@ pub async fn run(
     };
     let shared = Arc::new(Shared {
         workload,
-        recorder: Recorder::new(start, cfg.duration),
+        recorder: Recorder::new(start, cfg.duration)
+            .keeping_acknowledged_writes(cfg.mix == Mix::App && cfg.app.verify_writes),
         schedule,
         released,
         start,

@@ -48,6 +48,12 @@ impl Progress {
     }
 }
 
+/// Whether `text` is [`line`]'s for the run's first second: the measured run has begun
+/// (what `lab exercise check` times a drill's actions from, reading `lab load`'s stderr).
+pub fn is_first_second(text: &str) -> bool {
+    text.trim_start().starts_with("1s ")
+}
+
 /// One second in words.
 pub fn line(row: &Row, in_flight: u64) -> String {
     let mut text = format!(
@@ -93,5 +99,17 @@ mod tests {
             assert!(text.contains(part), "`{part}` missing from `{text}`");
         }
         assert!(!text.contains('\n'));
+    }
+
+    #[test]
+    fn the_first_seconds_line_is_told_apart() {
+        let row = |t| Row {
+            t,
+            ..Row::default()
+        };
+        assert!(is_first_second(&line(&row(1), 0)));
+        for t in [2, 11, 21, 100] {
+            assert!(!is_first_second(&line(&row(t), 0)), "{t}");
+        }
     }
 }

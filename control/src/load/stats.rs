@@ -73,7 +73,8 @@ pub struct Totals {
     pub db_replica: u64,
     /// Requests per [`Op`] (indexed by [`Op::index`]).
     pub ops: [u64; 4],
-    /// The post ids of the writes answered 2xx: what the app promised to keep.
+    /// The post ids of the writes answered 2xx, what the app promised to keep (only when
+    /// the recorder keeps them).
     pub acknowledged_writes: Vec<u64>,
 }
 
@@ -125,6 +126,8 @@ struct Inner {
 
 /// Collects the outcomes of one measured run.
 pub struct Recorder {
+    /// Whether [`Totals::acknowledged_writes`] is kept.
+    keep_writes: bool,
     start: Instant,
     /// Rows of a full run: the duration in seconds, rounded up.
     seconds: u64,
@@ -151,6 +154,7 @@ impl Recorder {
     pub fn new(start: Instant, duration: Duration) -> Self {
         let seconds = (duration.as_secs_f64().ceil() as u64).max(1);
         Recorder {
+            keep_writes: false,
             start,
             seconds,
             duration,
@@ -164,6 +168,13 @@ impl Recorder {
                 totals: Totals::default(),
             }),
         }
+    }
+
+    /// Also keep the post id of every write answered 2xx (`--verify-writes` reads them back
+    /// after the run); off, a write's answer is not even parsed.
+    pub fn keeping_acknowledged_writes(mut self, keep: bool) -> Self {
+        self.keep_writes = keep;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -215,7 +226,7 @@ impl Recorder {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         let second = self.second_of(at);
         let written = match result {
-            Ok(a) if op == Op::Write && a.status.is_success() => {
+            Ok(a) if self.keep_writes && op == Op::Write && a.status.is_success() => {
                 serde_json::from_slice::<app::Post>(&a.body)
                     .ok()
                     .map(|p| p.id)

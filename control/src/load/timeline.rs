@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::histogram::Histogram;
 
 /// One second of the run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     /// Seconds since the start at the end of this second (1, 2, ...).
     pub t: u64,

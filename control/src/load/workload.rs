@@ -107,6 +107,8 @@ pub struct AppKnobs {
     /// Reads walk the seeded posts in order, round and round, and never list: each pass
     /// reads every post once (how many cache keys moved shows as one pass's misses).
     pub sweep: bool,
+    /// Keep the acknowledged writes, to read them back after the run.
+    pub verify_writes: bool,
 }
 
 /// Size of each object the `objects` mix uploads.
@@ -284,14 +286,11 @@ pub async fn setup(
     let accounts = sign_up(&target, knobs, run_id, parallel, timeout).await?;
 
     let accounts_shared = Arc::new(accounts.clone());
-    let mut tasks = tokio::task::JoinSet::new();
-    for w in 0..parallel.min(knobs.keys) {
-        let (target, accounts) = (target.clone(), accounts_shared.clone());
-        let (keys, workers) = (knobs.keys, parallel);
-        tasks.spawn(async move {
-            let mut conn = Connection::new(target.clone());
-            let mut mine = Vec::new();
-            for k in (w..keys).step_by(workers) {
+    let for_posts = target.clone();
+    let posts = in_parallel(&target, knobs.keys, parallel, move |k, mut conn| {
+        let (target, accounts) = (for_posts.clone(), accounts_shared.clone());
+        async move {
+            let made = async {
                 let account = &accounts[k % accounts.len()];
                 let post = NewPost {
                     body: format!("seed post {k} of lab load"),
@@ -308,19 +307,16 @@ pub async fn setup(
                 .with_context(|| format!("creating seed post {k}"))?;
                 let post: Post = serde_json::from_slice(&answer.body)
                     .context("the answer to creating a post is not a post")?;
-                mine.push((k, post.id));
+                anyhow::Ok(post.id)
             }
-            anyhow::Ok(mine)
-        });
-    }
-    let mut posts = Vec::with_capacity(knobs.keys);
-    while let Some(done) = tasks.join_next().await {
-        posts.extend(done.context("a setup task died")??);
-    }
-    posts.sort_by_key(|(k, _)| *k);
+            .await;
+            (conn, made)
+        }
+    })
+    .await?;
     Ok(Seeded {
         accounts,
-        posts: posts.into_iter().map(|(_, id)| id).collect(),
+        posts,
         took: started.elapsed(),
     })
 }
@@ -338,14 +334,11 @@ pub async fn setup_objects(
     let started = Instant::now();
     let parallel = parallel.clamp(1, 32);
     let accounts = Arc::new(sign_up(&target, knobs, run_id, parallel, timeout).await?);
-    let mut tasks = tokio::task::JoinSet::new();
-    for w in 0..parallel.min(knobs.keys) {
-        let (target, accounts, run_id) = (target.clone(), accounts.clone(), run_id.to_owned());
-        let (keys, workers) = (knobs.keys, parallel);
-        tasks.spawn(async move {
-            let mut conn = Connection::new(target.clone());
-            let mut mine = Vec::new();
-            for k in (w..keys).step_by(workers) {
+    let (for_objects, users, run_id) = (target.clone(), accounts.clone(), run_id.to_owned());
+    let objects = in_parallel(&target, knobs.keys, parallel, move |k, mut conn| {
+        let (target, accounts, run_id) = (for_objects.clone(), users.clone(), run_id.clone());
+        async move {
+            let made = async {
                 let account = &accounts[k % accounts.len()];
                 let path = target.app_path(&format!(
                     "{}{OBJECT_BUCKET}/ld{run_id}-{k}.bin",
@@ -373,23 +366,19 @@ pub async fn setup_objects(
                 .await?;
                 let stored: Uploaded = serde_json::from_slice(&answer.body)
                     .context("the answer to an upload is not an upload")?;
-                let url = super::target::parse_url(&stored.url)
-                    .with_context(|| format!("the app gave the object the URL {}", stored.url))?;
-                mine.push((k, url));
+                super::target::parse_url(&stored.url)
+                    .with_context(|| format!("the app gave the object the URL {}", stored.url))
             }
-            anyhow::Ok(mine)
-        });
-    }
-    let mut objects = Vec::with_capacity(knobs.keys);
-    while let Some(done) = tasks.join_next().await {
-        objects.extend(done.context("a setup task died")??);
-    }
-    objects.sort_by_key(|(k, _)| *k);
-    let Some((_, first)) = objects.first() else {
+            .await;
+            (conn, made)
+        }
+    })
+    .await?;
+    let Some(first) = objects.first() else {
         bail!("setup uploaded no object");
     };
     let origin = format!("http://{}/", first.authority);
-    if let Some((_, other)) = objects.iter().find(|(_, u)| u.authority != first.authority) {
+    if let Some(other) = objects.iter().find(|u| u.authority != first.authority) {
         bail!(
             "the objects are on two servers ({} and {}): one is loaded at a time",
             first.authority,
@@ -398,7 +387,7 @@ pub async fn setup_objects(
     }
     Ok(SeededObjects {
         origin,
-        paths: objects.into_iter().map(|(_, u)| u.path).collect(),
+        paths: objects.into_iter().map(|u| u.path).collect(),
         users: accounts.len(),
         took: started.elapsed(),
     })
@@ -421,16 +410,11 @@ async fn sign_up(
     timeout: Duration,
 ) -> anyhow::Result<Vec<Account>> {
     let password = format!("lab-load-{run_id}");
-
-    let mut tasks = tokio::task::JoinSet::new();
-    for w in 0..parallel.min(knobs.users) {
-        let target = target.clone();
-        let (users, workers, password, run_id) =
-            (knobs.users, parallel, password.clone(), run_id.to_string());
-        tasks.spawn(async move {
-            let mut conn = Connection::new(target.clone());
-            let mut mine = Vec::new();
-            for i in (w..users).step_by(workers) {
+    let (for_users, run_id) = (target.clone(), run_id.to_owned());
+    let accounts = in_parallel(target, knobs.users, parallel, move |i, mut conn| {
+        let (target, password, run_id) = (for_users.clone(), password.clone(), run_id.clone());
+        async move {
+            let made = async {
                 let name = user_name(&run_id, i);
                 let signup = Signup {
                     name: name.clone(),
@@ -441,7 +425,7 @@ async fn sign_up(
                     .with_context(|| format!("signing up user {name}"))?;
                 let login = Login {
                     name: name.clone(),
-                    password: password.clone(),
+                    password,
                 };
                 let answer = call(&mut conn, &target, paths::LOGIN, &login, None, timeout)
                     .await
@@ -450,27 +434,55 @@ async fn sign_up(
                     .with_context(|| format!("the answer to logging in {name} is not a token"))?;
                 let authorization = HeaderValue::from_str(&format!("Bearer {}", token.token))
                     .context("the token cannot be sent in a header")?;
-                mine.push((
-                    i,
-                    Account {
-                        id: token.user.id,
-                        authorization,
-                    },
-                ));
+                anyhow::Ok(Account {
+                    id: token.user.id,
+                    authorization,
+                })
             }
-            anyhow::Ok(mine)
-        });
-    }
-    let mut accounts = Vec::with_capacity(knobs.users);
-    while let Some(done) = tasks.join_next().await {
-        accounts.extend(done.context("a setup task died")??);
-    }
-    accounts.sort_by_key(|(i, _)| *i);
-    let accounts: Vec<Account> = accounts.into_iter().map(|(_, a)| a).collect();
+            .await;
+            (conn, made)
+        }
+    })
+    .await?;
     if accounts.is_empty() {
         bail!("setup made no user");
     }
     Ok(accounts)
+}
+
+/// Items `0..count` made by `make`, `parallel` at a time (each worker on its own keep-alive
+/// connection to `target`, which `make` hands back), in order; the first failure stops them.
+async fn in_parallel<T, F, Fut>(
+    target: &Arc<Target>,
+    count: usize,
+    parallel: usize,
+    make: F,
+) -> anyhow::Result<Vec<T>>
+where
+    T: Send + 'static,
+    F: Fn(usize, Connection) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = (Connection, anyhow::Result<T>)> + Send,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..parallel.min(count) {
+        let (target, make) = (target.clone(), make.clone());
+        tasks.spawn(async move {
+            let mut conn = Connection::new(target);
+            let mut mine = Vec::new();
+            for k in (w..count).step_by(parallel) {
+                let (back, made) = make(k, conn).await;
+                conn = back;
+                mine.push((k, made?));
+            }
+            anyhow::Ok(mine)
+        });
+    }
+    let mut all = Vec::with_capacity(count);
+    while let Some(done) = tasks.join_next().await {
+        all.extend(done.context("a setup task died")??);
+    }
+    all.sort_by_key(|(k, _)| *k);
+    Ok(all.into_iter().map(|(_, made)| made).collect())
 }
 
 /// POST `body` as JSON to the app endpoint `endpoint`; a 2xx answer or an error saying what
@@ -563,6 +575,7 @@ mod tests {
             read_ratio,
             zipf: 1.0,
             sweep,
+            verify_writes: false,
         };
         Workload::app(target, seeded, &knobs)
     }

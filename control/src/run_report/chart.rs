@@ -295,8 +295,8 @@ pub fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::marks::Mark;
     use crate::load::timeline::Row;
-    use crate::run_report::RunMark;
 
     fn row(t: u64, ok: u64, errors: u64, hits: u64, misses: u64) -> Row {
         Row {
@@ -324,7 +324,7 @@ mod tests {
                     }
                 })
                 .collect(),
-            marks: vec![RunMark {
+            marks: vec![Mark {
                 at_s: 7.2,
                 board: "db-1".into(),
                 kind: "info".into(),

@@ -12,7 +12,6 @@ pub mod summary;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::Deserialize;
 
 use crate::load::timeline::Row;
 
@@ -21,23 +20,13 @@ pub const SVG: &str = "report.svg";
 pub const PNG: &str = "report.png";
 pub const MARKDOWN: &str = "report.md";
 
-/// One event of the run, as `summary.json` has it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct RunMark {
-    /// Seconds into the run.
-    pub at_s: f64,
-    pub board: String,
-    pub kind: String,
-    pub message: String,
-}
-
 /// A recorded run.
 #[derive(Debug, Clone)]
 pub struct Run {
     /// One row per second.
     pub rows: Vec<Row>,
     /// The control plane's events during the run.
-    pub marks: Vec<RunMark>,
+    pub marks: Vec<crate::load::marks::Mark>,
     /// Each replica's lag during the run (`lab serve`'s history), when there was any.
     pub lag: Vec<crate::load::lag::LagSeries>,
     /// The whole summary, for the page.
@@ -88,7 +77,7 @@ pub fn newest_run(dir: &Path) -> anyhow::Result<PathBuf> {
             p.is_dir()
                 && p.file_name()
                     .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("lab-load-"))
+                    .is_some_and(|n| n.starts_with(crate::load::files::DIR_PREFIX))
         })
         .max()
         .with_context(|| {

@@ -131,13 +131,13 @@ fn cache(s: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run_report::RunMark;
+    use crate::load::marks::Mark;
 
     #[test]
     fn the_page_has_the_figures_and_the_events() {
         let run = Run {
             rows: Vec::new(),
-            marks: vec![RunMark {
+            marks: vec![Mark {
                 at_s: 7.2,
                 board: "db-1".into(),
                 kind: "info".into(),

@@ -73,10 +73,8 @@ pub(crate) fn set_board(
     }
     plumb_board(spec, board, profile)?;
     let text = serde_json::to_string(profile).unwrap_or_default();
-    let tmp = path.with_extension("json.tmp");
-    fs::write(&tmp, text)
-        .and_then(|()| fs::rename(&tmp, &path))
-        .map_err(VirtError::io(&target, "write", &path))
+    crate::state::write_atomic(&path, text.as_bytes(), crate::state::PUBLIC_MODE)
+        .map_err(|e| VirtError::io(&target, "write", &path)(e.source))
 }
 
 /// The profile the board's link has: what `lab link` set, else the inventory's.
@@ -273,7 +271,10 @@ pub(crate) fn start_shaper(
             return Err(VirtError::CommandFailed {
                 target: target.clone(),
                 command: command.display(),
-                status: exited.map_or("not forwarding after 5 s".to_owned(), |s| s.to_string()),
+                status: exited.map_or_else(
+                    || format!("not forwarding after {} s", SHAPER_START.as_secs()),
+                    |s| s.to_string(),
+                ),
                 stderr_tail: cmd::tail(&log, 8),
             });
         }
